@@ -1,0 +1,131 @@
+"""The model-bundle format shared by the exporter (gptquant.lm) and the runtime: a directory with
+model.onnx, tokenizer.json and manifest.json, where the manifest lists the sha256 of every file.
+
+Stdlib only, so both the torch side and the torch-free side can use it.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from .errors import GptquantError
+
+FORMAT = "gptquant-bundle"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+MODEL_FILE = "model.onnx"
+TOKENIZER_FILE = "tokenizer.json"
+
+INPUTS = ("input_ids", "attention_mask")  # int64 [batch, seq], dynamic axes
+# Graph outputs. Per-token outputs are [batch, seq-1], aligned to the predicted token: column t scores
+# input_ids[:, t+1] given input_ids[:, :t+1]; valid where attention_mask[:, 1:] == 1.
+TOKEN_OUTPUTS = ("token_logprob", "token_entropy", "token_logprob_var", "token_rank")
+POOLED_OUTPUTS = ("pooled", "last_hidden")  # [batch, hidden]: masked mean / last real position
+SENTIMENT_OUTPUT = "sent_logprob"  # [batch, n_labels], only when a sentiment head was baked in
+
+# Article features (one row per article), per ARCHITECTURE.md
+BASE_FEATURES = (
+    "n_tokens", "truncated", "nll_mean", "nll_std", "ppl", "entropy_mean",
+    "rank_top10", "rank_top100", "rank_top1000",
+)
+
+
+class BundleError(GptquantError):
+    """A bundle is missing, malformed, tampered with or unsafe."""
+
+
+def sha256_file(path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def atomic_write_text(path, text: str) -> None:
+    """Write a file via a temp file in the same directory and rename it into place."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_manifest(bundle_dir, manifest: dict) -> dict:
+    """Hash every regular file in the bundle and write manifest.json atomically. Returns the manifest."""
+    bundle_dir = Path(bundle_dir)
+    files = {}
+    for p in sorted(bundle_dir.iterdir()):
+        if p.name == MANIFEST or p.name.startswith("."):
+            continue
+        if p.is_symlink() or not p.is_file():
+            raise BundleError(f"{p}: bundles hold regular files only (no links or folders)")
+        files[p.name] = {"sha256": sha256_file(p), "bytes": p.stat().st_size}
+    manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, **manifest, "files": files}
+    atomic_write_text(bundle_dir / MANIFEST, json.dumps(manifest, ensure_ascii=False, indent=2))
+    return manifest
+
+
+def read_manifest(bundle_dir) -> dict:
+    path = Path(bundle_dir) / MANIFEST
+    if not path.is_file():
+        raise BundleError(f"{bundle_dir}: not a gptquant bundle (no {MANIFEST})")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BundleError(f"{path}: unreadable manifest ({exc})") from None
+    if manifest.get("format") != FORMAT:
+        raise BundleError(f"{path}: not a {FORMAT} manifest")
+    if manifest.get("format_version", 0) > FORMAT_VERSION:
+        raise BundleError(f"{path}: format_version {manifest.get('format_version')} is newer than this gptquant supports ({FORMAT_VERSION})")
+    return manifest
+
+
+def safe_member(bundle_dir, name: str) -> Path:
+    """Resolve a file named in a manifest, refusing names that leave the bundle or are links."""
+    root = Path(bundle_dir).resolve()
+    if not isinstance(name, str) or not name or "/" in name or "\\" in name or name in (".", "..") or os.path.isabs(name):
+        raise BundleError(f"{bundle_dir}: unsafe file name in manifest: {name!r}")
+    path = Path(bundle_dir) / name
+    if path.is_symlink():
+        raise BundleError(f"{path}: is a symlink; bundles must hold regular files")
+    if path.resolve().parent != root:
+        raise BundleError(f"{path}: leaves the bundle directory")
+    return path
+
+
+def verify_bundle(bundle_dir) -> dict:
+    """Check every listed file exists, is a regular file and matches its sha256; refuse unlisted files."""
+    bundle_dir = Path(bundle_dir)
+    if bundle_dir.is_symlink():
+        raise BundleError(f"{bundle_dir}: is a symlink; refusing")
+    manifest = read_manifest(bundle_dir)
+    files = manifest.get("files") or {}
+    for required in (MODEL_FILE, TOKENIZER_FILE):
+        if required not in files:
+            raise BundleError(f"{bundle_dir}: manifest lists no {required}")
+    for name, meta in files.items():
+        path = safe_member(bundle_dir, name)
+        if not path.is_file():
+            raise BundleError(f"{path}: listed in the manifest but missing")
+        digest = sha256_file(path)
+        if digest != meta.get("sha256"):
+            raise BundleError(f"{path}: sha256 mismatch (manifest {str(meta.get('sha256'))[:12]}…, file {digest[:12]}…): the bundle was modified or corrupted")
+    for p in bundle_dir.iterdir():
+        if p.name != MANIFEST and not p.name.startswith(".") and p.name not in files:
+            raise BundleError(f"{p}: file not listed in the manifest")
+    return manifest
+
+
+def bundle_hash(manifest: dict) -> str:
+    """A stable id of a bundle's content (hash of its file hashes), e.g. for score caches."""
+    files = manifest.get("files", {})
+    blob = json.dumps({k: v["sha256"] for k, v in sorted(files.items())}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]

@@ -1,0 +1,1 @@
+"""Prices, the XSHG calendar and instrument metadata."""
