@@ -1,0 +1,192 @@
+"""`gptquant score` and `gptquant model pack|verify|info|upload`.
+
+Scoring writes finished parts into `<out>.parts/` as it goes, so a crash or Ctrl-C loses at most one
+part: a re-run with the same news, model and part size skips the parts already there, then the
+final file is assembled and written atomically.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from ..errors import GptquantError
+
+PART_SIZE = 1024  # articles per part file
+
+
+def configure(verb: str, parser) -> None:
+    if verb == "score":
+        parser.add_argument("--model", required=True, help="bundle directory (or a GPT-2 checkpoint directory to export)")
+        parser.add_argument("--news", required=True, help="news file: .csv (UTF-8/GB18030), .jsonl or .parquet")
+        parser.add_argument("--out", required=True, help="article features, .parquet (or .csv)")
+        parser.add_argument("--batch-size", type=int, default=32, help="texts per ONNX batch (default 32)")
+        parser.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads (default $GPTQUANT_THREADS or ORT's)")
+        parser.add_argument("--text-column", default=None, help="column holding the text (default: text, else title + content)")
+        parser.add_argument("--part-size", type=int, default=PART_SIZE, help=f"articles per resumable part (default {PART_SIZE})")
+        parser.set_defaults(func=run_score)
+    elif verb == "model":
+        sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+        p = sub.add_parser("verify", help="check a bundle's file hashes and manifest")
+        p.add_argument("bundle")
+        p.set_defaults(func=run_verify)
+        p = sub.add_parser("info", help="summarise a bundle's manifest")
+        p.add_argument("bundle")
+        p.set_defaults(func=run_info)
+        p = sub.add_parser("pack", help="verify a bundle and write it as one .tar.gz")
+        p.add_argument("bundle")
+        p.add_argument("--out", required=True, help="archive path, e.g. model.tar.gz")
+        p.set_defaults(func=run_pack)
+        p = sub.add_parser("upload", help="install a bundle (folder or .tar.gz) as PROJECT/model, atomically")
+        p.add_argument("src")
+        p.add_argument("--project", required=True, help="project directory that receives model/")
+        p.set_defaults(func=run_upload)
+    else:
+        raise ValueError(f"gptquant.runtime.cli has no verb {verb!r}")
+
+
+# ---- score ---------------------------------------------------------------------------------------
+
+def run_score(args) -> int:
+    import pandas as pd
+    from tqdm import tqdm
+
+    from .news import read_news
+    from .scorer import load_model
+
+    out = Path(args.out)
+    if out.suffix.lower() not in (".parquet", ".pq", ".csv"):
+        raise GptquantError(f"{out}: output must end in .parquet or .csv")
+    if args.part_size < 1:
+        raise GptquantError(f"--part-size must be positive, got {args.part_size}")
+    if not out.parent.is_dir():
+        raise GptquantError(f"{out.parent}: output directory not found")
+    articles, rejects = read_news(args.news, text_column=args.text_column, require_meta=False)
+    rejects_path = Path(f"{out}.rejects.csv")
+    if len(rejects):
+        _atomic(rejects_path, lambda tmp: rejects.to_csv(tmp, index=False, encoding="utf-8"))
+    elif rejects_path.exists():
+        rejects_path.unlink()  # a stale file from an earlier run would misreport this one
+    if not len(articles):
+        raise GptquantError(f"{args.news}: no usable articles ({len(rejects)} rejected, see {rejects_path})")
+
+    scorer = load_model(args.model, threads=args.threads, batch_size=args.batch_size)
+    parts_dir = Path(f"{out}.parts")
+    key = _fingerprint(scorer.bundle_hash, args.part_size, articles)
+    _prepare_parts(parts_dir, key)
+
+    n = len(articles)
+    starts = range(0, n, args.part_size)
+    done = {s for s in starts if (parts_dir / _part_name(s)).is_file()}
+    scored = 0
+    with tqdm(total=n, unit="art", desc="scoring", disable=None, file=sys.stderr) as bar:
+        bar.update(sum(min(args.part_size, n - s) for s in done))
+        for s in starts:
+            if s in done:
+                continue
+            part = articles.iloc[s: s + args.part_size]
+            frames = []
+            for df in scorer.score_batches(part["text"].tolist(), chunk_size=args.batch_size * 4):
+                frames.append(df)
+                bar.update(len(df))
+            feats = pd.concat(frames, ignore_index=True)
+            feats.insert(0, "article_id", part["article_id"].to_numpy())
+            _atomic(parts_dir / _part_name(s), lambda tmp: feats.to_parquet(tmp, index=False))
+            scored += len(part)
+
+    result = pd.concat([pd.read_parquet(parts_dir / _part_name(s)) for s in starts], ignore_index=True)
+    if len(result) != n:
+        raise GptquantError(f"{parts_dir}: parts hold {len(result)} rows, expected {n}; delete the folder and re-run")
+    if out.suffix.lower() == ".csv":
+        _atomic(out, lambda tmp: result.to_csv(tmp, index=False, encoding="utf-8"))
+    else:
+        _atomic(out, lambda tmp: result.to_parquet(tmp, index=False))
+    shutil.rmtree(parts_dir, ignore_errors=True)
+
+    resumed = f", {n - scored} resumed from parts" if scored < n else ""
+    rate = f"{scorer.tokens_per_second:,.0f} tokens/s" if scored else "nothing new to score"
+    rej = f"; {len(rejects)} rows rejected -> {rejects_path}" if len(rejects) else ""
+    print(f"scored {n} articles ({int(result['n_tokens'].sum())} tokens){resumed}: {rate}; wrote {out}{rej}")
+    return 0
+
+
+def _fingerprint(bundle_hash: str, part_size: int, articles) -> str:
+    """Parts are reusable only for the same model, part size, article ids and texts."""
+    import pandas as pd
+
+    h = hashlib.sha256(f"{bundle_hash}|{part_size}|{len(articles)}|".encode())
+    h.update(pd.util.hash_pandas_object(articles["article_id"].astype(str), index=False).to_numpy().tobytes())
+    h.update(pd.util.hash_pandas_object(articles["text"].astype(str), index=False).to_numpy().tobytes())
+    return h.hexdigest()
+
+
+def _prepare_parts(parts_dir: Path, key: str) -> None:
+    meta = parts_dir / "parts.json"
+    if parts_dir.is_dir():
+        try:
+            same = json.loads(meta.read_text())["key"] == key
+        except (OSError, ValueError, KeyError, TypeError):
+            same = False
+        if same:
+            return
+        for p in parts_dir.glob("part-*.parquet"):  # from another news file or model: not reusable
+            p.unlink()
+    parts_dir.mkdir(exist_ok=True)
+    _atomic(meta, lambda tmp: Path(tmp).write_text(json.dumps({"key": key})))
+
+
+def _part_name(start: int) -> str:
+    return f"part-{start:09d}.parquet"
+
+
+def _atomic(path: Path, write) -> None:
+    """Call write(tmp_path) on a temp file beside `path`, then rename it into place."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+# ---- model ---------------------------------------------------------------------------------------
+
+def run_verify(args) -> int:
+    from .. import bundle as B
+    from .tools import verify
+
+    m = verify(args.bundle)
+    print(f"ok: {args.bundle} ({m.get('name', '?')}, {m.get('precision', '?')}, {len(m['files'])} files, id {B.bundle_hash(m)})")
+    return 0
+
+
+def run_info(args) -> int:
+    from .tools import info
+
+    print(info(args.bundle))
+    return 0
+
+
+def run_pack(args) -> int:
+    from .tools import pack
+
+    out = pack(args.bundle, args.out)
+    print(f"packed {args.bundle} -> {out} ({out.stat().st_size / 1e6:.2f} MB)")
+    return 0
+
+
+def run_upload(args) -> int:
+    from .. import bundle as B
+    from .tools import upload
+
+    target, m, kept = upload(args.src, args.project)
+    note = f"; the previous model (not a bundle) was kept at {kept}" if kept else ""
+    print(f"installed {m.get('name', '?')} (id {B.bundle_hash(m)}) at {target}{note}")
+    return 0

@@ -1,0 +1,262 @@
+"""Reading a news table (CSV, JSONL, Parquet or a DataFrame) into clean articles plus a rejects table.
+
+Every input row ends up in exactly one of the two outputs: a row we cannot use is reported with its
+1-based data row number and the reason, never silently dropped.
+"""
+from __future__ import annotations
+
+import io
+import json
+import math
+import re
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..errors import GptquantError
+from ..text import normalize_code, normalize_text, split_codes
+
+ARTICLE_COLUMNS = ["article_id", "row", "datetime", "text", "instruments", "source"]
+REJECT_COLUMNS = ["row", "article_id", "reason"]
+CODE_COLUMNS = ("instrument", "instruments", "codes", "code")  # first one present wins
+_BARE_CODE = re.compile(r"^\s*\d{6}\s*$")
+
+
+def read_news(source, *, text_column: str | None = None, require_meta: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Read a news table; returns (articles, rejects).
+
+    articles: article_id, row, datetime (naive Asia/Shanghai), text, instruments (list of canonical
+    codes), source. rejects: row, article_id, reason. With require_meta=False the datetime and code
+    columns may be absent or empty (plain scoring needs only text); present but unparseable values are
+    still rejected.
+    """
+    name, df, pre_rejects = _load(source)
+    if not isinstance(df, pd.DataFrame):
+        raise GptquantError(f"{name}: expected a table, got {type(df).__name__}")
+    df = df.reset_index(drop=True)
+    rows = np.arange(1, len(df) + 1) if "__row__" not in df.columns else df.pop("__row__").to_numpy()
+
+    texts = _text_values(name, df, text_column)
+    dt_col = "datetime" if "datetime" in df.columns else None
+    code_col = next((c for c in CODE_COLUMNS if c in df.columns), None)
+    if require_meta and dt_col is None:
+        raise GptquantError(f"{name}: missing required column 'datetime'")
+    if require_meta and code_col is None:
+        raise GptquantError(f"{name}: missing required column 'instrument' (or 'codes')")
+
+    ids = _article_ids(name, df, rows)
+    reasons: list[list[str]] = [[] for _ in range(len(df))]
+
+    for i, t in enumerate(texts):
+        if t is None:
+            reasons[i].append("missing text")
+        elif not isinstance(t, str):
+            reasons[i].append(f"text is not a string ({type(t).__name__})")
+        elif not normalize_text(t):
+            reasons[i].append("empty text")
+
+    if dt_col is not None:
+        times, dt_reasons = _parse_datetimes(df[dt_col].tolist(), required=require_meta)
+        for i, r in enumerate(dt_reasons):
+            if r:
+                reasons[i].append(r)
+    else:
+        times = pd.DatetimeIndex([pd.NaT] * len(df))
+
+    instruments: list[list[str]] = [[] for _ in range(len(df))]
+    if code_col is not None:
+        exchange = df["exchange"].tolist() if "exchange" in df.columns else None
+        for i, value in enumerate(df[code_col].tolist()):
+            try:
+                codes = _parse_codes(value, exchange[i] if exchange else None)
+            except ValueError as exc:
+                reasons[i].append(f"bad instrument code in '{code_col}': {exc}")
+                continue
+            if not codes and require_meta:
+                reasons[i].append(f"no instrument code in '{code_col}'")
+            instruments[i] = codes
+
+    sources = df["source"].tolist() if "source" in df.columns else [None] * len(df)
+    bad = np.array([bool(r) for r in reasons], dtype=bool)
+    good = ~bad
+    articles = pd.DataFrame({
+        "article_id": _take(ids, good),
+        "row": rows[good].astype("int64"),
+        "datetime": times[good],
+        "text": [t for t, g in zip(texts, good) if g],
+        "instruments": [c for c, g in zip(instruments, good) if g],
+        "source": [None if _missing(s) else s for s, g in zip(sources, good) if g],
+    }, columns=ARTICLE_COLUMNS)
+    rejects = pd.DataFrame({
+        "row": rows[bad].astype("int64"),
+        "article_id": _take(ids, bad),
+        "reason": ["; ".join(r) for r in reasons if r],
+    }, columns=REJECT_COLUMNS)
+    if len(pre_rejects):
+        rejects = pd.concat([pre_rejects, rejects], ignore_index=True).sort_values("row", kind="stable").reset_index(drop=True)
+    return articles, rejects
+
+
+# ---- loading ------------------------------------------------------------------------------------
+
+def _load(source) -> tuple[str, pd.DataFrame, pd.DataFrame]:
+    """Returns (name for messages, raw table, rejects found while parsing, e.g. bad JSON lines)."""
+    empty = pd.DataFrame(columns=REJECT_COLUMNS)
+    if isinstance(source, pd.DataFrame):
+        return "news table", source, empty
+    path = Path(source)
+    if not path.is_file():
+        raise GptquantError(f"{path}: news file not found")
+    suffix = "".join(path.suffixes[-2:]).lower() if path.suffix.lower() in (".gz",) else path.suffix.lower()
+    if suffix in (".parquet", ".pq"):
+        try:
+            return str(path), pd.read_parquet(path), empty
+        except Exception as exc:  # pyarrow raises many types for a damaged file
+            raise GptquantError(f"{path}: cannot read Parquet ({exc})") from None
+    text = decode_bytes(path.read_bytes(), path)
+    if suffix in (".jsonl", ".ndjson", ".json"):
+        return str(path), *_parse_jsonl(text, path)
+    if suffix in (".csv", ".tsv", ".txt", ""):
+        sep = "\t" if suffix == ".tsv" else ","
+        try:
+            df = pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False)
+        except pd.errors.ParserError as exc:
+            raise GptquantError(f"{path}: malformed CSV ({exc})") from None
+        except pd.errors.EmptyDataError:
+            raise GptquantError(f"{path}: empty file (no header row)") from None
+        return str(path), df, empty
+    raise GptquantError(f"{path}: unknown news format '{path.suffix}' (use .csv, .jsonl or .parquet)")
+
+
+def decode_bytes(data: bytes, path) -> str:
+    """UTF-8 (with or without BOM), else GB18030; otherwise an error naming the first bad byte offset."""
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise GptquantError(f"{path}: not valid UTF-8 despite its BOM: bad byte at offset {exc.start + 3}") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as utf8_error:
+        try:
+            return data.decode("gb18030")
+        except UnicodeDecodeError as gb_error:
+            raise GptquantError(
+                f"{path}: neither UTF-8 (bad byte at offset {utf8_error.start}) nor GB18030 "
+                f"(bad byte at offset {gb_error.start}); re-save the file as UTF-8"
+            ) from None
+
+
+def _parse_jsonl(text: str, path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    records, rows, bad = [], [], []
+    n = 0
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        n += 1
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            bad.append({"row": n, "article_id": None, "reason": f"invalid JSON ({exc.msg} at column {exc.colno})"})
+            continue
+        if not isinstance(obj, dict):
+            bad.append({"row": n, "article_id": None, "reason": f"JSON line is a {type(obj).__name__}, not an object"})
+            continue
+        records.append(obj)
+        rows.append(n)
+    if n == 0:
+        raise GptquantError(f"{path}: empty file (no JSON lines)")
+    df = pd.DataFrame.from_records(records) if records else pd.DataFrame()
+    df["__row__"] = np.asarray(rows, dtype="int64")
+    return df, pd.DataFrame(bad, columns=REJECT_COLUMNS)
+
+
+# ---- columns --------------------------------------------------------------------------------------
+
+def _text_values(name: str, df: pd.DataFrame, text_column: str | None) -> list:
+    if text_column is not None:
+        if text_column not in df.columns:
+            raise GptquantError(f"{name}: missing text column '{text_column}' (columns: {', '.join(map(str, df.columns))})")
+        return [None if _missing(v) else v for v in df[text_column].tolist()]
+    if "text" in df.columns:
+        return [None if _missing(v) else v for v in df["text"].tolist()]
+    if "title" in df.columns or "content" in df.columns:
+        titles = df["title"].tolist() if "title" in df.columns else [None] * len(df)
+        bodies = df["content"].tolist() if "content" in df.columns else [None] * len(df)
+        out = []
+        for t, b in zip(titles, bodies):
+            parts = [v for v in (t, b) if not _missing(v) and not (isinstance(v, str) and not v.strip())]
+            if any(not isinstance(v, str) for v in parts):
+                out.append(next(v for v in parts if not isinstance(v, str)))
+            else:
+                out.append("\n".join(parts) if parts else None)
+        return out
+    raise GptquantError(f"{name}: missing required column 'text' (or 'title' + 'content')")
+
+
+def _article_ids(name: str, df: pd.DataFrame, rows: np.ndarray) -> list:
+    """The `id` column when present and unique, else the 1-based data row numbers."""
+    if "id" in df.columns:
+        ids = df["id"]
+        dup = ids[ids.duplicated(keep=False)]
+        if ids.isna().any() or (ids.astype(str).str.strip() == "").any():
+            warnings.warn(f"{name}: column 'id' has empty values; using row numbers as article_id", stacklevel=3)
+        elif len(dup):
+            warnings.warn(f"{name}: column 'id' is not unique (e.g. {dup.iloc[0]!r}); using row numbers as article_id", stacklevel=3)
+        else:
+            return ids.tolist()
+    return [int(r) for r in rows]
+
+
+def _parse_datetimes(values: list, required: bool) -> tuple[pd.DatetimeIndex, list[str]]:
+    """Naive Asia/Shanghai times (aware ones converted) and a reason per unusable value ('' if fine)."""
+    out, reasons = [], []
+    for v in values:
+        if _missing(v) or (isinstance(v, str) and not v.strip()):
+            out.append(pd.NaT)
+            reasons.append("missing datetime" if required else "")
+            continue
+        if isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool):
+            out.append(pd.NaT)
+            reasons.append(f"datetime {v!r} is a number, not a date/time")
+            continue
+        try:
+            ts = pd.Timestamp(v)
+        except (ValueError, TypeError, OverflowError):
+            ts = pd.NaT
+        if ts is pd.NaT or pd.isna(ts):
+            out.append(pd.NaT)
+            reasons.append(f"unparseable datetime {str(v)[:40]!r}")
+            continue
+        if ts.tzinfo is not None:
+            ts = ts.tz_convert("Asia/Shanghai").tz_localize(None)
+        out.append(ts)
+        reasons.append("")
+    return pd.DatetimeIndex(out, dtype="datetime64[ns]"), reasons
+
+
+def _parse_codes(value, exchange=None) -> list[str]:
+    if _missing(value):
+        return []
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        return [normalize_code(int(value))]
+    if isinstance(value, str) and exchange and isinstance(exchange, str) and exchange.strip() and _BARE_CODE.match(value):
+        return [normalize_code(f"{value.strip()}.{exchange.strip()}")]
+    if isinstance(value, (list, tuple)):
+        value = [f"{v:06d}" if isinstance(v, (int, np.integer)) and not isinstance(v, bool) else v for v in value]
+    return list(dict.fromkeys(split_codes(value)))
+
+
+def _missing(v) -> bool:
+    if v is None or v is pd.NA or v is pd.NaT:
+        return True
+    return isinstance(v, float) and math.isnan(v)
+
+
+def _take(values: list, mask: np.ndarray) -> list:
+    return [v for v, m in zip(values, mask) if m]

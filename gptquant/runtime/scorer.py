@@ -1,0 +1,305 @@
+"""Batched scoring with one onnxruntime session: texts -> per-article features.
+
+The graph returns per-token statistics (log p of the actual token, entropy, Var log p, rank) and
+pooled states; everything per article is reduced here with numpy. Texts are sorted by token length
+before batching so a batch pads little, and results are put back in input order.
+"""
+from __future__ import annotations
+
+import hashlib
+import itertools
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .. import bundle as B
+from ..errors import GptquantError, MissingExtra
+from ..text import normalize_text
+
+RANK_BUCKETS = (10, 100, 1000)
+THREADS_ENV = "GPTQUANT_THREADS"
+CACHE_ENV = "GPTQUANT_CACHE"
+
+
+def check_manifest(manifest: dict, where) -> dict:
+    """The tokenizer policy the runtime needs, with a clear error for each missing or bad key."""
+    tok = manifest.get("tokenizer")
+    if not isinstance(tok, dict):
+        raise B.BundleError(f"{where}: manifest has no 'tokenizer' section")
+    for key in ("bos_id", "eos_id", "pad_id"):
+        if not isinstance(tok.get(key), int) or isinstance(tok.get(key), bool) or tok[key] < 0:
+            raise B.BundleError(f"{where}: manifest tokenizer.{key} must be a non-negative int, got {tok.get(key)!r}")
+    for key in ("add_bos", "add_eos"):
+        if not isinstance(tok.get(key), bool):
+            raise B.BundleError(f"{where}: manifest tokenizer.{key} must be true or false, got {tok.get(key)!r}")
+    max_length = manifest.get("max_length")
+    minimum = 2 + int(tok["add_bos"]) + int(tok["add_eos"])
+    if not isinstance(max_length, int) or isinstance(max_length, bool) or max_length < minimum:
+        raise B.BundleError(f"{where}: manifest max_length must be an int >= {minimum}, got {max_length!r}")
+    labels = manifest.get("labels")
+    if labels is not None and (not isinstance(labels, list) or not labels or not all(isinstance(x, str) and x for x in labels)):
+        raise B.BundleError(f"{where}: manifest labels must be a non-empty list of names, got {labels!r}")
+    return tok
+
+
+def label_columns(labels: list[str] | None) -> list[str]:
+    """Column names for the sentiment head: 3 labels map by position to neg/neu/pos."""
+    if not labels:
+        return []
+    if len(labels) == 3:
+        return ["sent_neg", "sent_neu", "sent_pos"]
+    return [f"sent_{label}" for label in labels]
+
+
+class Scorer:
+    """A verified bundle and one ORT session. `score(texts)` gives one feature row per text, in order."""
+
+    def __init__(self, bundle_dir, threads: int | None = None, batch_size: int = 32, verify: bool = True,
+                 providers: list[str] | None = None):
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        self.bundle_dir = Path(bundle_dir)
+        if not self.bundle_dir.is_dir():
+            raise B.BundleError(f"{self.bundle_dir}: bundle directory not found")
+        self.manifest = B.verify_bundle(self.bundle_dir) if verify else B.read_manifest(self.bundle_dir)
+        self.bundle_hash = B.bundle_hash(self.manifest)
+        tok = check_manifest(self.manifest, self.bundle_dir)
+        self.bos_id, self.eos_id, self.pad_id = tok["bos_id"], tok["eos_id"], tok["pad_id"]
+        self.add_bos, self.add_eos = tok["add_bos"], tok["add_eos"]
+        self.max_length = int(self.manifest["max_length"])
+        self.labels = self.manifest.get("labels") or None
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise GptquantError(f"batch_size must be a positive integer, got {batch_size!r}")
+        self.batch_size = batch_size
+        self.threads = resolve_threads(threads)
+
+        try:
+            self.tokenizer = Tokenizer.from_file(str(self.bundle_dir / B.TOKENIZER_FILE))
+        except Exception as exc:  # tokenizers raises a bare Exception on a bad file
+            raise B.BundleError(f"{self.bundle_dir / B.TOKENIZER_FILE}: unreadable tokenizer ({exc})") from None
+        self.tokenizer.no_truncation()
+        self.tokenizer.no_padding()
+
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if self.threads:
+            opts.intra_op_num_threads = self.threads
+        try:
+            self.session = ort.InferenceSession(str(self.bundle_dir / B.MODEL_FILE), opts,
+                                                providers=providers or ["CPUExecutionProvider"])
+        except Exception as exc:  # ORT raises its own exception types for a bad graph
+            raise B.BundleError(f"{self.bundle_dir / B.MODEL_FILE}: onnxruntime cannot load the model ({exc})") from None
+        names = {o.name for o in self.session.get_outputs()}
+        need = list(B.TOKEN_OUTPUTS) + ([B.SENTIMENT_OUTPUT] if self.labels else [])
+        missing = [n for n in need if n not in names]
+        if missing:
+            raise B.BundleError(f"{self.bundle_dir / B.MODEL_FILE}: graph lacks output(s) {', '.join(missing)}")
+        inputs = {i.name for i in self.session.get_inputs()}
+        if inputs != set(B.INPUTS):
+            raise B.BundleError(f"{self.bundle_dir / B.MODEL_FILE}: graph inputs are {sorted(inputs)}, expected {list(B.INPUTS)}")
+        self._outputs = need
+        self.has_pooled = "pooled" in names
+        self.feature_columns = list(B.BASE_FEATURES) + ["logrank_mean", "fast_detect"] + self._sentiment_columns()
+        self.tokens_scored = 0  # running total, for throughput reports
+        self.seconds = 0.0
+
+    # ---- public API -------------------------------------------------------------------------------
+
+    def score(self, texts) -> pd.DataFrame:
+        """One row of features per text, in input order (a Series keeps its index)."""
+        index = texts.index if isinstance(texts, pd.Series) else None
+        texts = list(texts)
+        frames = list(self.score_batches(texts, chunk_size=max(len(texts), 1)))
+        out = frames[0] if frames else self._empty()
+        out = out.reset_index(drop=True)
+        if index is not None:
+            out.index = index
+        return out
+
+    def score_batches(self, texts, chunk_size: int | None = None):
+        """Generator: score an iterable of texts chunk by chunk (default 8 batches), yielding a DataFrame
+        per chunk whose index is each text's position in the whole stream. Memory stays bounded."""
+        chunk_size = chunk_size or self.batch_size * 8
+        it = iter(texts)
+        start = 0
+        while chunk := list(itertools.islice(it, chunk_size)):
+            ids, truncated = self.encode(chunk, first_index=start)
+            feats = self._run(ids, self._outputs, self._reduce)
+            df = pd.DataFrame(feats, columns=self.feature_columns)
+            df["n_tokens"] = df["n_tokens"].astype("int64")
+            df["truncated"] = truncated
+            df.index = pd.RangeIndex(start, start + len(chunk))
+            yield df
+            start += len(chunk)
+
+    def embed(self, texts) -> np.ndarray:
+        """Pooled final hidden states [n, hidden] (masked mean), in input order."""
+        if not self.has_pooled:
+            raise B.BundleError(f"{self.bundle_dir / B.MODEL_FILE}: graph has no 'pooled' output")
+        ids, _ = self.encode(list(texts))
+        return np.asarray(self._run(ids, ["pooled"], lambda out, mask: out["pooled"].astype(np.float32)), dtype=np.float32)
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.tokens_scored / self.seconds if self.seconds else float("nan")
+
+    # ---- tokenisation -----------------------------------------------------------------------------
+
+    def encode(self, texts: list, first_index: int = 0) -> tuple[list[list[int]], np.ndarray]:
+        """Token ids with BOS/EOS per the manifest, cut to max_length; and a truncated flag per text."""
+        for i, t in enumerate(texts):
+            if not isinstance(t, str):
+                raise GptquantError(f"text #{first_index + i} is {type(t).__name__}, not a string")
+        encs = self.tokenizer.encode_batch([normalize_text(t) for t in texts], add_special_tokens=False)
+        head = [self.bos_id] if self.add_bos else []
+        tail = [self.eos_id] if self.add_eos else []
+        ids, truncated = [], np.zeros(len(texts), dtype=bool)
+        for i, enc in enumerate(encs):
+            seq = head + enc.ids + tail
+            if len(seq) > self.max_length:
+                seq, truncated[i] = seq[: self.max_length], True
+            ids.append(seq)
+        return ids, truncated
+
+    # ---- inference ----------------------------------------------------------------------------------
+
+    def _run(self, ids: list[list[int]], outputs: list[str], reduce) -> np.ndarray:
+        """Length-sorted batches through the session; `reduce(outputs, mask)` gives rows put back in order."""
+        order = np.argsort([len(s) for s in ids], kind="stable")
+        rows: list = [None] * len(ids)
+        t0 = time.perf_counter()
+        for b in range(0, len(order), self.batch_size):
+            idx = order[b: b + self.batch_size]
+            width = max(2, max(len(ids[i]) for i in idx))  # >= 2 so the per-token outputs are never empty
+            input_ids = np.full((len(idx), width), self.pad_id, dtype=np.int64)
+            mask = np.zeros((len(idx), width), dtype=np.int64)
+            for r, i in enumerate(idx):
+                input_ids[r, : len(ids[i])] = ids[i]
+                mask[r, : len(ids[i])] = 1
+            result = dict(zip(outputs, self.session.run(outputs, {"input_ids": input_ids, "attention_mask": mask})))
+            for r, row in zip(idx, reduce(result, mask)):
+                rows[r] = row
+            self.tokens_scored += int(mask[:, 1:].sum())
+        self.seconds += time.perf_counter() - t0
+        return np.stack(rows) if rows else np.zeros((0, len(self.feature_columns)))
+
+    def _reduce(self, out: dict, mask: np.ndarray) -> np.ndarray:
+        """Per-article features from the per-token outputs of one batch (float64, NaN where undefined)."""
+        m = mask[:, 1:].astype(bool)
+        lp = out["token_logprob"].astype(np.float64)
+        ent = out["token_entropy"].astype(np.float64)
+        var = out["token_logprob_var"].astype(np.float64)
+        rank = out["token_rank"].astype(np.float64)
+        n = m.sum(axis=1).astype(np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            def mean(x):
+                return np.where(m, x, 0.0).sum(axis=1) / n
+
+            nll_mean = mean(-lp)
+            nll_std = np.sqrt(mean((lp + nll_mean[:, None]) ** 2))
+            cols = [n, np.zeros_like(n), nll_mean, nll_std, np.exp(nll_mean), mean(ent)]
+            cols += [mean(rank <= k) for k in RANK_BUCKETS]
+            cols.append(mean(np.log(np.maximum(rank, 1.0))))
+            sum_var = np.where(m, var, 0.0).sum(axis=1)
+            crit = (np.where(m, lp, 0.0).sum(axis=1) + np.where(m, ent, 0.0).sum(axis=1)) / np.sqrt(sum_var)
+            cols.append(np.where(sum_var > 0, crit, np.nan))
+        if self.labels:
+            probs = np.exp(out[B.SENTIMENT_OUTPUT].astype(np.float64))
+            cols += list(probs.T)
+            if len(self.labels) == 3:
+                cols.append(probs[:, 2] - probs[:, 0])
+        return np.stack(cols, axis=1)
+
+    def _sentiment_columns(self) -> list[str]:
+        cols = label_columns(self.labels)
+        return cols + (["sentiment"] if len(cols) == 3 else [])
+
+    def _empty(self) -> pd.DataFrame:
+        df = pd.DataFrame({c: pd.Series(dtype="float64") for c in self.feature_columns})
+        df["n_tokens"] = df["n_tokens"].astype("int64")
+        df["truncated"] = df["truncated"].astype(bool)
+        return df
+
+
+def resolve_threads(threads) -> int | None:
+    """Thread count: the argument, else $GPTQUANT_THREADS, else None (onnxruntime's default)."""
+    source = "threads"
+    if threads is None:
+        env = os.environ.get(THREADS_ENV, "").strip()
+        if not env:
+            return None
+        threads, source = env, THREADS_ENV
+    try:
+        value = int(threads)
+    except (TypeError, ValueError):
+        value = -1
+    if value < 0 or (isinstance(threads, float) and threads != value):
+        raise GptquantError(f"{source} must be a non-negative integer (0 = onnxruntime default), got {threads!r}")
+    return value or None
+
+
+# ---- loading a model -----------------------------------------------------------------------------
+
+def load_model(path, **kw) -> Scorer:
+    """A bundle directory -> Scorer; a Hugging Face GPT-2 checkpoint directory -> exported (int8) into a
+    cache keyed by the checkpoint's file hashes, then a Scorer. Keyword arguments go to Scorer."""
+    path = Path(path)
+    if (path / B.MANIFEST).is_file():
+        return Scorer(path, **kw)
+    if not (path / "config.json").is_file():
+        raise GptquantError(f"{path}: neither a gptquant bundle (manifest.json) nor a checkpoint (config.json)")
+    target = cache_root() / checkpoint_hash(path)
+    if target.is_dir():
+        try:
+            return Scorer(target, **kw)
+        except B.BundleError:
+            shutil.rmtree(target)  # a damaged cache entry: rebuild it
+    export_checkpoint(path, target)
+    return Scorer(target, **kw)
+
+
+def cache_root() -> Path:
+    base = os.environ.get(CACHE_ENV)
+    return (Path(base) if base else Path.home() / ".cache" / "gptquant") / "bundles"
+
+
+def checkpoint_hash(model_dir: Path) -> str:
+    """Hash of every regular file in the checkpoint (weights, config, vocabulary): same files, same bundle."""
+    h = hashlib.sha256()
+    for p in sorted(model_dir.iterdir()):
+        if p.is_file() and not p.name.startswith("."):
+            h.update(p.name.encode() + b"\0" + B.sha256_file(p).encode() + b"\n")
+    return h.hexdigest()[:24]
+
+
+def export_checkpoint(model_dir: Path, target: Path) -> None:
+    """Export into a temp dir beside the cache entry and rename it into place (never a half-written entry)."""
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None:
+        raise MissingExtra("torch", "train", "exporting a checkpoint")
+    try:
+        from ..lm.export import export_bundle
+    except ImportError as exc:
+        if exc.name in ("torch", "transformers"):
+            raise MissingExtra(exc.name, "train", "exporting a checkpoint") from None
+        raise
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        export_bundle(model_dir, tmp, int8=True)
+        B.verify_bundle(tmp)
+        try:
+            os.replace(tmp, target)
+        except OSError:
+            if not target.is_dir():  # another process may have finished the same export first
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)

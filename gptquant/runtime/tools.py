@@ -1,0 +1,219 @@
+"""Bundle tools behind `gptquant model verify | info | pack | upload`.
+
+Upload is built so a failure at any step leaves the project's current model untouched: the new
+bundle is staged in a temp folder inside the project, verified there, and only then swapped in by
+renames on the same filesystem.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tarfile
+import tempfile
+import time
+from pathlib import Path, PurePosixPath
+
+from .. import bundle as B
+from .scorer import check_manifest
+
+
+def verify(bundle_dir) -> dict:
+    """Hashes, file list and the runtime's manifest keys; returns the manifest or raises BundleError."""
+    manifest = B.verify_bundle(bundle_dir)
+    check_manifest(manifest, bundle_dir)
+    return manifest
+
+
+def info(bundle_dir) -> str:
+    """A human summary of a bundle's manifest (does not verify hashes)."""
+    m = B.read_manifest(bundle_dir)
+    tok = m.get("tokenizer") or {}
+    special = ", ".join(f"{k}={tok[k]}" for k in ("bos_id", "eos_id", "pad_id") if k in tok)
+    policy = f"add_bos={tok.get('add_bos')}, add_eos={tok.get('add_eos')}"
+    lines = [
+        f"bundle     {Path(bundle_dir)}",
+        f"name       {m.get('name', '?')}",
+        f"precision  {m.get('precision', '?')}",
+        f"max length {m.get('max_length', '?')} tokens (incl. special tokens)",
+        f"tokenizer  {tok.get('kind', '?')}, vocab {tok.get('vocab_size', '?')}; {special}; {policy}",
+        f"labels     {', '.join(m['labels']) if m.get('labels') else '(no sentiment head)'}",
+        f"outputs    {', '.join(m.get('outputs') or []) or '?'}",
+    ]
+    if m.get("heads"):
+        lines.append(f"heads      {', '.join(m['heads']) if isinstance(m['heads'], (list, dict)) else m['heads']}")
+    parity = m.get("parity")
+    if isinstance(parity, dict) and parity:
+        lines.append("parity     " + ", ".join(f"{k}={_fmt(v)}" for k, v in parity.items()))
+    elif parity is not None:
+        lines.append(f"parity     {parity}")
+    for key in ("source_checkpoint", "source_hash", "created", "opset"):
+        if key in m:
+            lines.append(f"{key:<10} {m[key]}")
+    lines.append(f"id         {B.bundle_hash(m)}")
+    lines.append("files")
+    for name, meta in sorted((m.get("files") or {}).items()):
+        lines.append(f"  {name:<24} {_size(meta.get('bytes'))}  sha256 {str(meta.get('sha256'))[:16]}…")
+    return "\n".join(lines)
+
+
+def pack(bundle_dir, out) -> Path:
+    """Verify, then write a flat .tar.gz of the manifest and every listed file (atomically)."""
+    bundle_dir, out = Path(bundle_dir), Path(out)
+    manifest = verify(bundle_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    os.close(fd)
+    try:
+        with tarfile.open(tmp, "w:gz") as tar:
+            for name in [B.MANIFEST, *sorted(manifest["files"])]:
+                info_ = tar.gettarinfo(str(bundle_dir / name), arcname=name)
+                info_.uid = info_.gid = 0
+                info_.uname = info_.gname = ""
+                info_.mode = 0o644
+                with open(bundle_dir / name, "rb") as f:
+                    tar.addfile(info_, f)
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return out
+
+
+def upload(src, project_dir) -> tuple[Path, dict, Path | None]:
+    """Install a bundle (directory or .tar.gz from `pack`) as PROJECT_DIR/model.
+
+    Returns (model path, manifest, where a replaced non-bundle model was kept or None)."""
+    src, project_dir = Path(src), Path(project_dir)
+    if not project_dir.is_dir():
+        raise B.BundleError(f"{project_dir}: project directory not found")
+    if src.is_symlink():
+        raise B.BundleError(f"{src}: is a symlink; refusing")
+    target = project_dir / "model"
+    stage = Path(tempfile.mkdtemp(prefix=".model-upload-", dir=project_dir))
+    try:
+        if src.is_dir():
+            _copy_dir(src, stage)
+        elif src.is_file():
+            _extract_tar(src, stage)
+        else:
+            raise B.BundleError(f"{src}: no such bundle directory or archive")
+        manifest = verify(stage)
+        os.chmod(stage, 0o755)
+        kept = _swap(stage, target)
+        return target, manifest, kept
+    finally:
+        if stage.exists():
+            shutil.rmtree(stage, ignore_errors=True)
+
+
+def _copy_dir(src: Path, stage: Path) -> None:
+    manifest = verify(src)  # refuses links, unlisted files and hash mismatches in the source
+    for name in [B.MANIFEST, *manifest["files"]]:
+        path = B.safe_member(src, name)
+        if not path.is_file():
+            raise B.BundleError(f"{path}: not a regular file")
+        shutil.copyfile(path, stage / name, follow_symlinks=False)
+
+
+def _extract_tar(src: Path, stage: Path) -> None:
+    """Extract only regular files named in the archive's manifest; refuse anything else, by name."""
+    import json
+
+    try:
+        tar = tarfile.open(src, "r:*")
+    except (tarfile.TarError, OSError) as exc:
+        raise B.BundleError(f"{src}: not a readable tar archive ({exc})") from None
+    with tar:
+        members = tar.getmembers()
+        prefix = _common_prefix(src, members)
+        files = {}
+        for m in members:
+            name = _member_name(src, m, prefix)
+            if name is None:
+                continue  # the single top-level folder itself
+            if m.issym() or m.islnk():
+                raise B.BundleError(f"{src}: member {m.name!r} is a link; refusing")
+            if not m.isfile():
+                raise B.BundleError(f"{src}: member {m.name!r} is not a regular file (device, fifo or folder); refusing")
+            if name in files:
+                raise B.BundleError(f"{src}: member {name!r} appears twice; refusing")
+            files[name] = m
+        if B.MANIFEST not in files:
+            raise B.BundleError(f"{src}: archive holds no {B.MANIFEST}")
+        try:
+            manifest = json.loads(tar.extractfile(files[B.MANIFEST]).read().decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise B.BundleError(f"{src}: unreadable {B.MANIFEST} ({exc})") from None
+        listed = set((manifest.get("files") or {}) if isinstance(manifest, dict) else {})
+        for name in files:
+            if name != B.MANIFEST and name not in listed:
+                raise B.BundleError(f"{src}: member {name!r} is not listed in the manifest; refusing")
+        for name, m in files.items():
+            B.safe_member(stage, name)
+            meta = manifest["files"].get(name) if name != B.MANIFEST else None
+            expected = meta.get("bytes") if isinstance(meta, dict) else None
+            if isinstance(expected, int) and m.size != expected:
+                raise B.BundleError(f"{src}: member {name!r} is {m.size} bytes, the manifest says {expected}; refusing")
+            with tar.extractfile(m) as f_in, open(stage / name, "xb") as f_out:
+                shutil.copyfileobj(f_in, f_out)
+
+
+def _common_prefix(src: Path, members) -> str | None:
+    """Accept a flat archive or one whose members all sit in one top-level folder."""
+    tops = {PurePosixPath(m.name).parts[0] for m in members if PurePosixPath(m.name).parts}
+    nested = any(len(PurePosixPath(m.name).parts) > 1 for m in members)
+    if nested and len(tops) == 1:
+        return tops.pop()
+    return None
+
+
+def _member_name(src: Path, m, prefix: str | None) -> str | None:
+    raw = m.name
+    if raw.startswith("/") or raw.startswith("\\") or (len(raw) > 1 and raw[1] == ":"):
+        raise B.BundleError(f"{src}: member {raw!r} has an absolute path; refusing")
+    parts = PurePosixPath(raw.replace("\\", "/")).parts
+    if ".." in parts:
+        raise B.BundleError(f"{src}: member {raw!r} leaves the archive ('..'); refusing")
+    parts = tuple(p for p in parts if p != ".")
+    if prefix is not None:
+        if parts == (prefix,) and m.isdir():
+            return None
+        parts = parts[1:] if parts and parts[0] == prefix else parts
+    if len(parts) != 1:
+        raise B.BundleError(f"{src}: member {raw!r} is nested; bundles are flat")
+    return parts[0]
+
+
+def _swap(stage: Path, target: Path) -> Path | None:
+    """Rename the verified stage over `target`. A previous bundle is removed once the new one is in
+    place; anything else there (e.g. a training checkpoint) is kept beside it and its path returned."""
+    if not target.exists() and not target.is_symlink():
+        os.rename(stage, target)
+        return None
+    was_bundle = target.is_dir() and not target.is_symlink() and (target / B.MANIFEST).is_file()
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    old = target.with_name(f".model-previous-{os.getpid()}-{stamp}" if was_bundle else f"model.previous-{stamp}")
+    os.rename(target, old)
+    try:
+        os.rename(stage, target)
+    except BaseException:
+        os.rename(old, target)
+        raise
+    if not was_bundle:
+        return old
+    shutil.rmtree(old, ignore_errors=True)
+    return None
+
+
+def _fmt(v) -> str:
+    return f"{v:.3g}" if isinstance(v, float) else str(v)
+
+
+def _size(n) -> str:
+    if not isinstance(n, int):
+        return "?"
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
