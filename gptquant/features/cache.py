@@ -1,0 +1,136 @@
+"""A score cache in SQLite keyed by (bundle hash, sha256 of the normalised text).
+
+Re-scoring unchanged text with the same bundle is a lookup. The database runs in WAL mode with a busy
+timeout, and every batch is one transaction, so two runs can share a cache without corrupting it and a
+killed run keeps every batch it finished.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..errors import GptquantError
+from ..text import normalize_text
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS scores (
+    bundle_hash TEXT NOT NULL,
+    text_hash   TEXT NOT NULL,
+    features    TEXT NOT NULL,
+    PRIMARY KEY (bundle_hash, text_hash)
+) WITHOUT ROWID
+"""
+_CHUNK = 500  # keys per SELECT, well under SQLite's bound-variable limit
+
+
+def text_key(text: str) -> str:
+    """sha256 hex of the normalised text: whitespace or markup changes do not miss the cache."""
+    return hashlib.sha256(normalize_text(text).encode("utf-8")).hexdigest()
+
+
+def _plain(v):
+    """JSON-ready Python scalar (numpy scalars unwrapped)."""
+    if isinstance(v, np.generic):
+        v = v.item()
+    if isinstance(v, float) and math.isnan(v):
+        return None
+    return v
+
+
+class ScoreCache:
+    """Feature rows of scored texts, shared safely between processes (open one per process)."""
+
+    def __init__(self, path, timeout: float = 60.0):
+        self.path = Path(path)
+        if not self.path.parent.is_dir():
+            raise GptquantError(f"{self.path.parent}: directory for the score cache does not exist")
+        try:
+            self._db = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute(_SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            raise GptquantError(f"{self.path}: not a usable score cache ({exc})") from None
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __len__(self) -> int:
+        return self._db.execute("SELECT COUNT(*) FROM scores").fetchone()[0]
+
+    def get_many(self, bundle_hash: str, keys) -> dict[str, dict]:
+        """Cached feature rows for the given text keys (see text_key): {key: {column: value}} for the hits."""
+        keys = list(dict.fromkeys(keys))
+        hits = {}
+        for i in range(0, len(keys), _CHUNK):
+            part = keys[i:i + _CHUNK]
+            sql = f"SELECT text_hash, features FROM scores WHERE bundle_hash = ? AND text_hash IN ({','.join('?' * len(part))})"
+            for k, blob in self._db.execute(sql, [bundle_hash, *part]):
+                hits[k] = json.loads(blob)
+        return hits
+
+    def put_many(self, bundle_hash: str, keys, rows) -> None:
+        """Store feature rows (dicts or a DataFrame, aligned with keys) in one transaction."""
+        if isinstance(rows, pd.DataFrame):
+            rows = rows.to_dict("records")
+        keys, rows = list(keys), list(rows)
+        if len(keys) != len(rows):
+            raise ValueError(f"put_many: {len(keys)} keys but {len(rows)} feature rows")
+        data = [(bundle_hash, k, json.dumps({c: _plain(v) for c, v in r.items()}, ensure_ascii=False)) for k, r in zip(keys, rows)]
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.executemany("INSERT OR REPLACE INTO scores (bundle_hash, text_hash, features) VALUES (?, ?, ?)", data)
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+
+
+def score_with_cache(scorer, texts, cache: ScoreCache, bundle_hash: str, batch_size: int = 256, progress: bool = True) -> pd.DataFrame:
+    """Features for every text, in input order; only cache misses go to `scorer.score(list_of_texts)`.
+
+    Misses are scored and committed `batch_size` distinct texts at a time, so a killed run keeps every
+    finished batch. Identical (normalised) texts are scored once.
+    """
+    from tqdm.auto import tqdm
+
+    texts = list(texts)
+    keys = []
+    for i, t in enumerate(texts):
+        if not isinstance(t, str):
+            raise GptquantError(f"text #{i}: expected a string, got {type(t).__name__}")
+        keys.append(text_key(t))
+    found = cache.get_many(bundle_hash, keys)
+    first_of = {}
+    for i, k in enumerate(keys):
+        if k not in found:
+            first_of.setdefault(k, i)
+    misses = list(first_of.items())
+    columns = None
+    with tqdm(total=len(misses), desc="scoring (cache misses)", unit="text", disable=None if progress else True) as bar:
+        for start in range(0, len(misses), batch_size):
+            part = misses[start:start + batch_size]
+            scored = scorer.score([texts[i] for _, i in part])
+            if len(scored) != len(part):
+                raise GptquantError(f"scorer returned {len(scored)} rows for {len(part)} texts")
+            scored = scored.drop(columns=[c for c in ("article_id", "text") if c in scored.columns])
+            columns = list(scored.columns)
+            cache.put_many(bundle_hash, [k for k, _ in part], scored)
+            found.update(zip((k for k, _ in part), scored.to_dict("records")))
+            bar.update(len(part))
+    out = pd.DataFrame.from_records([found[k] for k in keys], columns=columns)
+    if columns is not None:  # keep the scorer's dtypes for cached rows too (ints, bools)
+        out = out.astype(scored.dtypes.to_dict(), errors="ignore")
+    return out
