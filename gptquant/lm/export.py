@@ -1,0 +1,267 @@
+"""Export a GPT-2 checkpoint to a bundle: an ONNX graph that computes per-token features inside the
+graph (never the [batch, seq, vocab] logits), optional int8 dynamic quantisation gated by a parity
+check against torch fp32, the tokenizer, and a manifest of hashes.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from .. import bundle as B
+from ..errors import GptquantError, require
+from ..tokenize import encode
+from .checkpoint import Checkpoint, load_checkpoint
+
+OPSET = 18
+DEFAULT_MAX_LENGTH = 256
+# int8 is refused when parity against torch fp32 is worse than this (measured ~0.02 mean here)
+PARITY_LIMITS = {"nll_mean_abs": 0.05, "nll_max_abs": 1.5, "rank_bucket_agreement": 0.95, "sent_prob_max_abs": 0.05,
+                 "sent_label_agreement": 0.97}
+RANK_BUCKETS = (10, 100, 1000)
+
+# Fixed texts for parity checks: written for this project (synthetic financial flashes, no data copied).
+PARITY_TEXTS = [
+    "公司公告，拟以自有资金回购股份，回购价格不超过每股二十元。",
+    "受原材料价格上涨影响，公司第三季度净利润同比下降百分之十五。",
+    "董事会审议通过了年度利润分配预案，每十股派发现金红利三元。",
+    "该股今日早盘高开，午后震荡回落，全天成交额较前一交易日有所放大。",
+    "公司与某大型汽车制造商签订了为期五年的电池供货框架协议。",
+    "因涉嫌信息披露违规，公司收到证券监管部门的立案调查通知书。",
+    "央行宣布下调存款准备金率零点五个百分点，释放长期资金约一万亿元。",
+    "券商研报维持买入评级，预计明年营业收入增长百分之二十以上。",
+    "公司控股股东计划在未来六个月内减持不超过百分之二的股份。",
+    "新产品获得国家药品监督管理局批准上市，有望成为新的利润增长点。",
+    "Q3营收12.5亿元，同比增长8.3%，毛利率提升1.2个百分点。",
+    "市场情绪谨慎，北向资金净流出，沪深两市成交量萎缩。",
+    "年报显示公司经营活动现金流量净额为负，应收账款大幅增加。",
+    "公司中标某地智慧城市建设项目，中标金额约三点六亿元。",
+    "短",
+    "公司发布澄清公告，称近期媒体报道的重组传闻不属实，目前没有应披露而未披露的重大事项。" * 3,
+]
+
+
+def _torch():
+    return require("torch", "train", "exporting a model")
+
+
+def feature_graph(model, head=None):
+    """An nn.Module: (input_ids, attention_mask) -> the bundle's outputs, all computed in-graph."""
+    torch = _torch()
+
+    class FeatureGraph(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.transformer = model.transformer
+            # explicit [hidden, vocab] weight so the LM head is a MatMul on an initializer, which the
+            # int8 quantiser can quantise (a tied, transposed embedding can stay fp32 on some paths)
+            w = model.lm_head.weight.detach().t().contiguous().clone()
+            self.register_buffer("lm_weight", w)
+            self.head = head
+
+        def forward(self, input_ids, attention_mask):
+            pos = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+            h = self.transformer(input_ids=input_ids, attention_mask=attention_mask, position_ids=pos,
+                                 use_cache=False).last_hidden_state
+            logp = torch.log_softmax(torch.matmul(h[:, :-1], self.lm_weight), dim=-1)
+            tok = logp.gather(-1, input_ids[:, 1:].unsqueeze(-1)).squeeze(-1)
+            p = logp.exp()
+            plogp = p * logp
+            entropy = -plogp.sum(-1)
+            var = (plogp * logp).sum(-1) - entropy * entropy
+            rank = (logp > tok.unsqueeze(-1)).sum(-1) + 1
+            m = attention_mask.unsqueeze(-1).to(h.dtype)
+            pooled = (h * m).sum(1) / m.sum(1).clamp(min=1.0)
+            last = (attention_mask.sum(-1) - 1).clamp(min=0)
+            last_hidden = h[torch.arange(h.shape[0]), last]
+            outs = (tok, entropy, var, rank, pooled, last_hidden)
+            if self.head is not None:
+                outs = outs + (self.head(input_ids, attention_mask),)
+            return outs
+
+    return FeatureGraph().eval()
+
+
+def output_names(with_head: bool) -> list[str]:
+    return list(B.TOKEN_OUTPUTS + B.POOLED_OUTPUTS) + ([B.SENTIMENT_OUTPUT] if with_head else [])
+
+
+def _export_onnx(graph, path: Path, with_head: bool, exporter: str) -> None:
+    torch = _torch()
+    ids = torch.tensor([[1, 2, 3, 4, 5, 6], [1, 2, 3, 0, 0, 0]], dtype=torch.long) + 100
+    mask = torch.tensor([[1] * 6, [1, 1, 1, 0, 0, 0]], dtype=torch.long)
+    names = output_names(with_head)
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        if exporter == "dynamo":
+            dims = {0: torch.export.Dim("batch"), 1: torch.export.Dim("seq", min=2)}
+            torch.onnx.export(graph, (ids, mask), str(path), input_names=list(B.INPUTS), output_names=names,
+                              dynamic_shapes=(dims, dims), dynamo=True, opset_version=OPSET, external_data=False,
+                              verbose=False)
+        elif exporter == "torchscript":
+            axes = {n: {0: "batch", 1: "seq"} for n in B.INPUTS}
+            torch.onnx.export(graph, (ids, mask), str(path), input_names=list(B.INPUTS), output_names=names,
+                              dynamic_axes=axes, dynamo=False, opset_version=OPSET)
+        else:
+            raise GptquantError(f"unknown exporter {exporter!r} (dynamo or torchscript)")
+
+
+def quantize_int8(src: Path, dst: Path, vocab_size: int) -> None:
+    """Dynamic int8 quantisation of every MatMul/Gemm weight, checking the LM head got quantised too."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm"])
+    model = onnx.load(str(dst), load_external_data=False)
+    inits = {i.name: tuple(i.dims) for i in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type in ("MatMul", "Gemm") and any(vocab_size in inits.get(i, ()) for i in node.input):
+            raise GptquantError("int8 export left the LM head in fp32 (it would be ~10% slower); refusing")
+
+
+def torch_features(graph, ckpt: Checkpoint, texts, max_length: int) -> dict:
+    torch = _torch()
+    ids, mask, _ = encode(ckpt.tokenizer, texts, ckpt.policy, max_length)
+    with torch.no_grad():
+        outs = graph(torch.from_numpy(ids), torch.from_numpy(mask))
+    names = output_names(len(outs) > len(B.TOKEN_OUTPUTS + B.POOLED_OUTPUTS))
+    return {"mask": mask, **{n: o.numpy() for n, o in zip(names, outs)}}
+
+
+def onnx_features(path: Path, ckpt: Checkpoint, texts, max_length: int, threads: int | None = None) -> dict:
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    if threads:
+        so.intra_op_num_threads = threads
+    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    ids, mask, _ = encode(ckpt.tokenizer, texts, ckpt.policy, max_length)
+    outs = sess.run(None, {"input_ids": ids, "attention_mask": mask})
+    return {"mask": mask, **{o.name: v for o, v in zip(sess.get_outputs(), outs)}}
+
+
+def _bucket(rank):
+    return np.searchsorted(np.array(RANK_BUCKETS), rank, side="left")
+
+
+def parity(ref: dict, got: dict) -> dict:
+    """Agreement figures between two feature dicts on the same texts (ref = torch fp32)."""
+    valid = ref["mask"][:, 1:].astype(bool)
+    d = np.abs(ref["token_logprob"][valid] - got["token_logprob"][valid])
+    out = {
+        "n_texts": int(ref["mask"].shape[0]),
+        "n_tokens": int(valid.sum()),
+        "nll_mean_abs": float(d.mean()),
+        "nll_max_abs": float(d.max()),
+        "entropy_mean_abs": float(np.abs(ref["token_entropy"][valid] - got["token_entropy"][valid]).mean()),
+        "rank_bucket_agreement": float((_bucket(ref["token_rank"][valid]) == _bucket(got["token_rank"][valid])).mean()),
+        "pooled_max_abs": float(np.abs(ref["pooled"] - got["pooled"]).max()),
+    }
+    if B.SENTIMENT_OUTPUT in ref:
+        pr, pg = np.exp(ref[B.SENTIMENT_OUTPUT]), np.exp(got[B.SENTIMENT_OUTPUT])
+        out["sent_prob_max_abs"] = float(np.abs(pr - pg).max())
+        out["sent_label_agreement"] = float((pr.argmax(1) == pg.argmax(1)).mean())
+    return out
+
+
+def check_parity(fig: dict, limits: dict = PARITY_LIMITS) -> list[str]:
+    """Which limits a parity result breaks (empty when it passes)."""
+    bad = []
+    for key, lim in limits.items():
+        if key not in fig:
+            continue
+        worse = fig[key] < lim if key.endswith("agreement") else fig[key] > lim
+        if worse:
+            bad.append(f"{key}={fig[key]:.4f} (limit {lim})")
+    return bad
+
+
+def export_bundle(model_dir, out_dir, int8: bool = False, max_length: int = DEFAULT_MAX_LENGTH, name: str | None = None,
+                  exporter: str = "dynamo", head=None, labels=None, heads: dict | None = None,
+                  parity_limits: dict | None = None, parity_texts=None, ckpt: Checkpoint | None = None) -> dict:
+    """Write a bundle directory atomically; returns its manifest.
+
+    `head` is an optional nn.Module (input_ids, attention_mask) -> class log-probs [batch, len(labels)],
+    baked into the graph as `sent_logprob`. int8 bundles that break `parity_limits` are refused.
+    """
+    torch = _torch()
+    ckpt = ckpt or load_checkpoint(model_dir)
+    out_dir = Path(out_dir)
+    max_length = int(min(max_length, ckpt.config.get("n_positions", max_length)))
+    if (head is None) != (labels is None):
+        raise GptquantError("a sentiment head needs its label names, and labels need a head")
+    graph = feature_graph(ckpt.model, head)
+    texts = list(parity_texts or PARITY_TEXTS)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        fp32 = tmp / (".fp32.onnx" if int8 else B.MODEL_FILE)
+        try:
+            _export_onnx(graph, fp32, head is not None, exporter)
+        except GptquantError:
+            raise
+        except Exception as exc:
+            if exporter != "dynamo":
+                raise
+            warnings.warn(f"dynamo export failed ({type(exc).__name__}: {exc}); falling back to torchscript")
+            exporter = "torchscript"
+            _export_onnx(graph, fp32, head is not None, exporter)
+        ref = torch_features(graph, ckpt, texts, max_length)
+        fig = {"fp32": parity(ref, onnx_features(fp32, ckpt, texts, max_length))}
+        if int8:
+            quantize_int8(fp32, tmp / B.MODEL_FILE, ckpt.vocab_size)
+            fp32.unlink()
+            fig["int8"] = parity(ref, onnx_features(tmp / B.MODEL_FILE, ckpt, texts, max_length))
+            limits = {**PARITY_LIMITS, **(parity_limits or {})}
+            bad = check_parity(fig["int8"], limits)
+            if bad:
+                raise GptquantError("int8 bundle refused: parity against torch fp32 too poor: " + "; ".join(bad))
+        fig["limits"] = {**PARITY_LIMITS, **(parity_limits or {})}
+        fig["texts"] = len(texts)
+        ckpt.tokenizer.save(str(tmp / B.TOKENIZER_FILE))
+        cfg = ckpt.config
+        manifest = {
+            "name": name or out_dir.name,
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "source": {"path": str(ckpt.path), "weights": ckpt.weights_file.name if ckpt.weights_file else None,
+                       "sha256": ckpt.source_sha256(),
+                       "architecture": {k: cfg.get(k) for k in ("n_layer", "n_embd", "n_head", "n_positions", "vocab_size")}},
+            "exporter": exporter,
+            "opset": OPSET,
+            "precision": "int8" if int8 else "fp32",
+            "max_length": max_length,
+            "hidden_size": int(cfg["n_embd"]),
+            "tokenizer": {"kind": ckpt.tokenizer_kind, "vocab_size": ckpt.tokenizer.get_vocab_size(), **ckpt.policy.to_dict()},
+            "inputs": list(B.INPUTS),
+            "outputs": output_names(head is not None),
+            "feature_names": list(B.BASE_FEATURES),
+            "parity": fig,
+        }
+        if labels is not None:
+            manifest["labels"] = list(labels)
+        if heads:
+            manifest["heads"] = heads
+        manifest = B.write_manifest(tmp, manifest)
+        _replace_dir(tmp, out_dir)
+        return manifest
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _replace_dir(new: Path, dst: Path) -> None:
+    """Put `new` at `dst` with renames; an existing `dst` is removed only after the swap."""
+    old = None
+    if dst.is_symlink():
+        raise GptquantError(f"{dst}: is a symlink; refusing to replace it")
+    if dst.exists():
+        old = dst.with_name(f".{dst.name}.old-{os.getpid()}")
+        os.replace(dst, old)
+    os.replace(new, dst)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
