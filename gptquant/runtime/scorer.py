@@ -19,32 +19,33 @@ import pandas as pd
 
 from .. import bundle as B
 from ..errors import GptquantError, MissingExtra
-from ..text import normalize_text
+from ..tokenize import SpecialTokens, token_ids
 
 RANK_BUCKETS = (10, 100, 1000)
 THREADS_ENV = "GPTQUANT_THREADS"
 CACHE_ENV = "GPTQUANT_CACHE"
 
 
-def check_manifest(manifest: dict, where) -> dict:
-    """The tokenizer policy the runtime needs, with a clear error for each missing or bad key."""
+def check_manifest(manifest: dict, where) -> SpecialTokens:
+    """The special-token policy the runtime needs, with a clear error for each missing or bad key."""
     tok = manifest.get("tokenizer")
     if not isinstance(tok, dict):
         raise B.BundleError(f"{where}: manifest has no 'tokenizer' section")
-    for key in ("bos_id", "eos_id", "pad_id"):
-        if not isinstance(tok.get(key), int) or isinstance(tok.get(key), bool) or tok[key] < 0:
-            raise B.BundleError(f"{where}: manifest tokenizer.{key} must be a non-negative int, got {tok.get(key)!r}")
     for key in ("add_bos", "add_eos"):
         if not isinstance(tok.get(key), bool):
             raise B.BundleError(f"{where}: manifest tokenizer.{key} must be true or false, got {tok.get(key)!r}")
+    needed = ["pad_id"] + (["bos_id"] if tok["add_bos"] else []) + (["eos_id"] if tok["add_eos"] else [])
+    for key in needed:
+        value = tok.get(key)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise B.BundleError(f"{where}: manifest tokenizer.{key} must be a non-negative int, got {value!r}")
     max_length = manifest.get("max_length")
-    minimum = 2 + int(tok["add_bos"]) + int(tok["add_eos"])
-    if not isinstance(max_length, int) or isinstance(max_length, bool) or max_length < minimum:
-        raise B.BundleError(f"{where}: manifest max_length must be an int >= {minimum}, got {max_length!r}")
+    if not isinstance(max_length, int) or isinstance(max_length, bool) or max_length < 2:
+        raise B.BundleError(f"{where}: manifest max_length must be an int >= 2, got {max_length!r}")
     labels = manifest.get("labels")
     if labels is not None and (not isinstance(labels, list) or not labels or not all(isinstance(x, str) and x for x in labels)):
         raise B.BundleError(f"{where}: manifest labels must be a non-empty list of names, got {labels!r}")
-    return tok
+    return SpecialTokens.from_dict(tok)
 
 
 def label_columns(labels: list[str] | None) -> list[str]:
@@ -69,9 +70,8 @@ class Scorer:
             raise B.BundleError(f"{self.bundle_dir}: bundle directory not found")
         self.manifest = B.verify_bundle(self.bundle_dir) if verify else B.read_manifest(self.bundle_dir)
         self.bundle_hash = B.bundle_hash(self.manifest)
-        tok = check_manifest(self.manifest, self.bundle_dir)
-        self.bos_id, self.eos_id, self.pad_id = tok["bos_id"], tok["eos_id"], tok["pad_id"]
-        self.add_bos, self.add_eos = tok["add_bos"], tok["add_eos"]
+        self.policy = check_manifest(self.manifest, self.bundle_dir)
+        self.pad_id = self.policy.pad_id
         self.max_length = int(self.manifest["max_length"])
         self.labels = self.manifest.get("labels") or None
         if not isinstance(batch_size, int) or batch_size < 1:
@@ -152,20 +152,14 @@ class Scorer:
     # ---- tokenisation -----------------------------------------------------------------------------
 
     def encode(self, texts: list, first_index: int = 0) -> tuple[list[list[int]], np.ndarray]:
-        """Token ids with BOS/EOS per the manifest, cut to max_length; and a truncated flag per text."""
+        """Token ids framed by the bundle's special-token policy (gptquant.tokenize, the encoder the
+        exporter's parity check used), cut to max_length; and a truncated flag per text."""
         for i, t in enumerate(texts):
             if not isinstance(t, str):
                 raise GptquantError(f"text #{first_index + i} is {type(t).__name__}, not a string")
-        encs = self.tokenizer.encode_batch([normalize_text(t) for t in texts], add_special_tokens=False)
-        head = [self.bos_id] if self.add_bos else []
-        tail = [self.eos_id] if self.add_eos else []
-        ids, truncated = [], np.zeros(len(texts), dtype=bool)
-        for i, enc in enumerate(encs):
-            seq = head + enc.ids + tail
-            if len(seq) > self.max_length:
-                seq, truncated[i] = seq[: self.max_length], True
-            ids.append(seq)
-        return ids, truncated
+        ids = token_ids(self.tokenizer, texts, self.policy)
+        truncated = np.array([len(s) > self.max_length for s in ids], dtype=bool)
+        return [s[: self.max_length] for s in ids], truncated
 
     # ---- inference ----------------------------------------------------------------------------------
 
