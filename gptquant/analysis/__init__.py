@@ -1,0 +1,1 @@
+"""Factor analysis (IC, quantile returns, turnover) of panel columns; reports come later."""
