@@ -26,3 +26,39 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def fixture_model() -> Path:
     return need(FIXTURE_MODEL)
+
+
+# ---- tiny models built by the project's own code (no shared data needed) ------------------------
+
+def demo_texts(n: int, seed: int = 0) -> list[str]:
+    """Synthetic Chinese financial flashes from the demo-world generator."""
+    import numpy as np
+
+    from gptquant.demo_world import write_article
+
+    rng = np.random.default_rng(seed)
+    return [write_article(f"测试{'甲乙丙丁'[i % 4]}科技", int(rng.integers(3)), rng) for i in range(n)]
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    """A tiny GPT-2 (2 layers x 64) in the uer layout, pretrained a few steps by `pretrain`."""
+    pytest.importorskip("torch")
+    from gptquant.lm.pretrain import pretrain
+
+    root = tmp_path_factory.mktemp("tiny")
+    corpus = root / "corpus.txt"
+    corpus.write_text("\n".join(demo_texts(300)), encoding="utf-8")
+    out = root / "model"
+    pretrain(out, corpus, config="tiny", steps=8, block=32, batch=8, vocab_size=800, progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tiny_checkpoint, tmp_path_factory) -> Path:
+    """An fp32 bundle exported from tiny_checkpoint (max_length 48)."""
+    from gptquant.lm.export import export_bundle
+
+    out = tmp_path_factory.mktemp("bundles") / "tiny-fp32"
+    export_bundle(tiny_checkpoint, out, int8=False, max_length=48, exporter="torchscript")
+    return out

@@ -59,13 +59,29 @@ def read_corpus(path) -> list[str]:
 
 
 def train_wordpiece(docs: list[str], out_dir: Path, vocab_size: int = 8000) -> None:
-    """A BERT-style WordPiece vocabulary (one token per Chinese character) written as uer's layout."""
-    from tokenizers.implementations import BertWordPieceTokenizer
+    """A BERT-style character vocabulary written in uer's layout (vocab.txt + tokenizer_config.json).
 
-    tok = BertWordPieceTokenizer(lowercase=False, strip_accents=False, handle_chinese_chars=True)
-    tok.train_from_iterator(docs, vocab_size=vocab_size, min_frequency=1, special_tokens=SPECIALS,
-                            show_progress=False, limit_alphabet=20000)
-    tok.save_model(str(out_dir))
+    Chinese text is one token per character, as in bert-base-chinese; ASCII words fall back to
+    characters plus '##' continuation pieces. Built by counting (tokenizers' WordPiece trainer breaks
+    frequency ties differently from run to run, which would make seeded training unrepeatable).
+    """
+    from collections import Counter
+
+    from tokenizers.normalizers import BertNormalizer
+    from tokenizers.pre_tokenizers import BertPreTokenizer
+
+    norm = BertNormalizer(clean_text=True, handle_chinese_chars=True, strip_accents=False, lowercase=False)
+    pre = BertPreTokenizer()
+    counts: Counter = Counter()
+    for doc in docs:
+        for word, _ in pre.pre_tokenize_str(norm.normalize_str(doc)):
+            counts.update(word[:1])
+            counts.update("##" + c for c in word[1:])
+    for c in "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ":
+        counts.setdefault(c, 0)
+        counts.setdefault("##" + c, 0)
+    ranked = sorted(counts, key=lambda t: (-counts[t], t))[: max(0, vocab_size - len(SPECIALS))]
+    (out_dir / "vocab.txt").write_text("\n".join(SPECIALS + ranked) + "\n", encoding="utf-8")
     (out_dir / "tokenizer_config.json").write_text(json.dumps(
         {"do_lower_case": False, "tokenizer_class": "BertTokenizer", "model_max_length": 512, "unk_token": "[UNK]",
          "sep_token": "[SEP]", "pad_token": "[PAD]", "cls_token": "[CLS]", "mask_token": "[MASK]"}, indent=1))
@@ -140,6 +156,7 @@ def pretrain(out, corpus, model=None, config: str = "small", steps: int | None =
         state = torch.load(out / STATE_FILE, map_location="cpu", weights_only=True)
         opt.load_state_dict(state["optimizer"])
         step, losses = int(state["step"]), list(state.get("losses", []))
+        torch.set_rng_state(state["rng"])  # dropout draws continue where they stopped
         total = int(state.get("total", total)) if steps is None else total
 
     def lr_at(s):
@@ -213,5 +230,6 @@ def _save_checkpoint(net, opt, out: Path, step: int, total: int, losses: list) -
     _save_weights(net, out)
     net.config.save_pretrained(str(out))
     tmp = out / f".{STATE_FILE}.tmp"
-    torch.save({"step": step, "total": total, "optimizer": opt.state_dict(), "losses": losses[-1000:]}, tmp)
+    torch.save({"step": step, "total": total, "optimizer": opt.state_dict(), "losses": losses[-1000:],
+                "rng": torch.get_rng_state()}, tmp)
     os.replace(tmp, out / STATE_FILE)
