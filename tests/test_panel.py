@@ -121,6 +121,7 @@ def test_aggregates_by_hand():
     assert p.index.names == ["datetime", "instrument"]
     assert p.index.is_monotonic_increasing
     assert list(p.columns) == [f"sentiment_{a}" for a in ("mean", "sum", "count", "maxabs", "ewm")]
+    assert p["sentiment_count"].dtype == "int64"
     r = p.loc[(T("2024-01-02"), A)]
     assert r["sentiment_mean"] == pytest.approx(-0.15)
     assert r["sentiment_sum"] == pytest.approx(-0.3)
@@ -217,3 +218,11 @@ def test_qlib_frame_has_score_on_datetime_instrument():
     assert q.index.names == ["datetime", "instrument"]
     assert q.loc[(T("2024-01-02"), "SH600519"), "score"] == 1.0
     assert q.loc[(T("2024-01-02"), "SZ000001"), "score"] == -1.0
+
+
+def test_nothing_usable_gives_an_empty_panel_with_the_columns():
+    feats, news = tables([("2035-01-02 08:00", [A], 1.0)])
+    p, rejects = build_panel(feats, news, return_rejects=True)
+    assert p.empty and p.index.names == ["datetime", "instrument"]
+    assert list(p.columns) == [f"sentiment_{a}" for a in ("mean", "sum", "count", "maxabs", "ewm")]
+    assert len(rejects) == 1

@@ -10,7 +10,8 @@ Aggregates per feature column `f` (each article counted once per instrument it n
 - `f_maxabs`: the signed value with the largest magnitude (the session's strongest article); NaN without news.
 - `f_ewm`: decayed sum  sum_a w_a * x_a * 0.5 ** (sessions since a / halflife); it carries news forward, so
   sessions after an instrument's news get a row (with count 0) for `carry` sessions (default ten half-lives,
-  when the carried value is below 0.1 % of what it was) or until the panel's last session.
+  when the carried value is below 0.1 % of what it was) or until the panel's last session: `end` when
+  given (news after it is rejected), else the latest article's session.
 
 Articles with a high `ai_score` (machine-written) can be dropped (`ai_score_max`) or down-weighted
 (`ai_weight=k`: weight (1 - ai_score) ** k). Every news row that does not reach the panel is returned in the
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -40,9 +42,15 @@ def feature_columns(features: pd.DataFrame) -> list[str]:
             if c != "article_id" and pd.api.types.is_numeric_dtype(features[c]) and not pd.api.types.is_bool_dtype(features[c])]
 
 
+_CANONICAL = re.compile(r"\d{6}\.(?:SH|SZ|BJ)")
+
+
 def _codes(value) -> list[str]:
+    """Canonical codes of one news row; lists already canonical (read_news output) skip re-parsing."""
     if isinstance(value, np.ndarray):
         value = value.tolist()
+    if isinstance(value, list) and all(isinstance(v, str) and _CANONICAL.fullmatch(v) for v in value):
+        return list(dict.fromkeys(value))
     return list(dict.fromkeys(split_codes(value)))
 
 
@@ -178,76 +186,80 @@ def build_panel(features: pd.DataFrame, news: pd.DataFrame, cutoff: str = DEFAUL
         log.warning("panel: %d of %d news articles not used (%s)", len(rejects), len(news),
                     "; ".join(f"{r}: {n}" for r, n in counts.items()))
 
-    w = rows["weight"]
-    key = [rows["session"].rename("datetime"), rows["instrument"]]
-    parts = {}
-    for c in cols:
-        x = rows[c].astype("float64")
-        ok = x.notna()
-        wx = (w * x).where(ok)
-        g_wx, g_w, g_n = wx.groupby(key), w.where(ok).groupby(key), ok.groupby(key)
-        parts[f"{c}_sum"] = g_wx.sum(min_count=1)
-        if "mean" in aggregates:
-            parts[f"{c}_mean"] = parts[f"{c}_sum"] / g_w.sum(min_count=1).replace(0.0, np.nan)
-        if "count" in aggregates:
-            parts[f"{c}_count"] = g_n.sum().astype("int64")
-        if "maxabs" in aggregates:
-            xs = x[ok]
-            idx = xs.abs().groupby([k[ok] for k in key]).idxmax()
-            parts[f"{c}_maxabs"] = pd.Series(xs.loc[idx.to_numpy()].to_numpy(), index=idx.index)
-    daily = pd.DataFrame(parts)
-    daily.index = daily.index.set_names(["datetime", "instrument"])
+    sessions = _all_sessions()
+    if rows.empty:
+        grid, instruments = sessions[:0], pd.Index([], dtype=str)
+    else:
+        last = rows["session"].max()
+        if end is not None:
+            last = max(last, sessions[sessions <= pd.Timestamp(end).normalize()][-1])
+        grid = sessions[(sessions >= rows["session"].min()) & (sessions <= last)]
+    t = grid.searchsorted(rows["session"].to_numpy())
+    j, instruments = pd.factorize(rows["instrument"], sort=True)
+    cell = t * max(len(instruments), 1) + j  # one int per (session, instrument), sorted like the panel
 
-    out = [daily]
-    if "ewm" in aggregates and len(daily):
-        out.append(_ewm(daily, cols, halflife, carry, end))
-    panel = pd.concat(out, axis=1) if len(out) > 1 else daily
-    order = [f"{c}_{a}" for c in cols for a in aggregates]
-    panel = panel.reindex(columns=order)
-    if "count" in aggregates:
-        for c in cols:
-            panel[f"{c}_count"] = panel[f"{c}_count"].fillna(0).astype("int64")
+    x = rows[cols].astype("float64")
+    ok = x.notna()
+    w = rows["weight"].to_numpy()[:, None]
+    frame = pd.concat({"wx": x * w, "w": ok * w, "n": ok.astype("int64"), "x": x}, axis=1)
+    g = frame.groupby(cell)
+    sums, highs, lows = g.sum(min_count=1), g.max(), g.min()  # one grouping, reused
+    wx, ww, n, hi, lo = sums["wx"], sums["w"], sums["n"], highs["x"], lows["x"]
+    news_cells = wx.index.to_numpy()
+
+    if "ewm" in aggregates and len(news_cells):
+        ewm, out_cells = _ewm(wx, news_cells, len(grid), len(instruments), halflife, carry)
+    else:
+        ewm, out_cells = {c: np.full(len(news_cells), np.nan) for c in cols}, news_cells
+    at = np.searchsorted(out_cells, news_cells)  # news cells are a subset of the output cells
+    data = {}
+    for c in cols:
+        def spread(values, fill=np.nan):
+            full = np.full(len(out_cells), fill, dtype=np.asarray(values).dtype if fill == 0 else "float64")
+            full[at] = values
+            return full
+        agg = {"sum": lambda: spread(wx[c].to_numpy()),
+               "mean": lambda: spread(wx[c].to_numpy() / np.where(ww[c].to_numpy() > 0, ww[c].to_numpy(), np.nan)),
+               "count": lambda: spread(n[c].to_numpy(), fill=0),
+               "maxabs": lambda: spread(np.where(np.abs(hi[c].to_numpy()) >= np.abs(lo[c].to_numpy()), hi[c].to_numpy(), lo[c].to_numpy())),
+               "ewm": lambda: ewm[c]}
+        for a in aggregates:
+            data[f"{c}_{a}"] = agg[a]()
+    nt = max(len(instruments), 1)
+    index = pd.MultiIndex.from_arrays([grid[out_cells // nt], pd.Index(np.asarray(instruments)[out_cells % nt], dtype=str)],
+                                      names=["datetime", "instrument"])
+    panel = pd.DataFrame(data, index=index, columns=[f"{c}_{a}" for c in cols for a in aggregates])
+    days = panel.index.get_level_values("datetime")
     if start is not None:
-        panel = panel[panel.index.get_level_values("datetime") >= pd.Timestamp(start).normalize()]
-    if end is not None:
-        panel = panel[panel.index.get_level_values("datetime") <= pd.Timestamp(end).normalize()]
-    panel = panel.sort_index()
-    if not isinstance(panel.index, pd.MultiIndex):  # empty input
-        panel.index = pd.MultiIndex.from_arrays([pd.DatetimeIndex([]), pd.Index([], dtype=str)], names=["datetime", "instrument"])
+        panel = panel[days >= pd.Timestamp(start).normalize()]
     panel.attrs["gptquant_panel"] = {"cutoff": str(cutoff), "halflife": float(halflife), "articles_in": int(len(news)),
                                      "articles_used": int(rows["article_id"].nunique()), "articles_rejected": int(len(rejects))}
     return (panel, rejects) if return_rejects else panel
 
 
-def _ewm(daily: pd.DataFrame, cols: list[str], halflife: float, carry: int | None, end) -> pd.DataFrame:
-    """Decayed sums on the dense session grid, kept `carry` sessions past each instrument's latest news."""
-    sessions = _all_sessions()
-    first, last = daily.index.get_level_values("datetime").min(), daily.index.get_level_values("datetime").max()
-    if end is not None:
-        last = max(last, sessions[sessions <= pd.Timestamp(end).normalize()][-1])
-    grid = sessions[(sessions >= first) & (sessions <= last)]
+def _ewm(wx: pd.DataFrame, news_cells: np.ndarray, n_sessions: int, n_instruments: int, halflife: float,
+         carry: int | None) -> tuple[dict, np.ndarray]:
+    """Decayed sums on the dense (session x instrument) grid, kept `carry` sessions past each instrument's
+    latest news. Returns ({column: values on the kept cells}, kept cells as sorted flat indices)."""
     lam = 0.5 ** (1.0 / halflife)
     carry = int(math.ceil(10 * halflife)) if carry is None else int(carry)
-
-    news_days = daily[[f"{c}_sum" for c in cols]].notna().any(axis=1)
-    seen = news_days.astype(float).unstack("instrument").reindex(grid).fillna(0.0).to_numpy()
-    # sessions since the latest news, per cell (inf before the first news)
-    pos = np.arange(len(grid), dtype=float)[:, None]
-    last_news = np.where(seen > 0, pos, np.nan)
-    last_news = pd.DataFrame(last_news).ffill().to_numpy()
-    keep = (pos - last_news) <= carry
-
-    instruments = news_days.unstack("instrument").columns
-    values = {}
-    for c in cols:
-        wide = daily[f"{c}_sum"].unstack("instrument").reindex(index=grid, columns=instruments)
-        has = wide.notna().to_numpy()
-        started = np.cumsum(has, axis=0) > 0
-        dec = _decayed_sums(np.nan_to_num(wide.to_numpy(), nan=0.0), lam)
-        values[f"{c}_ewm"] = np.where(started & keep, dec, np.nan)
-    ii, jj = np.nonzero(keep)
-    idx = pd.MultiIndex.from_arrays([grid[ii], instruments[jj].astype(str)], names=["datetime", "instrument"])
-    return pd.DataFrame({k: v[ii, jj] for k, v in values.items()}, index=idx)
+    pos = np.arange(n_sessions, dtype=float)[:, None]
+    last_news = np.full(n_sessions * n_instruments, np.nan)
+    last_news[news_cells] = (news_cells // n_instruments).astype(float)
+    last_news = pd.DataFrame(last_news.reshape(n_sessions, n_instruments)).ffill().to_numpy()
+    keep = (pos - last_news) <= carry  # NaN (before the first news) compares False
+    kept = np.flatnonzero(keep.ravel())
+    out = {}
+    for c in wx.columns:
+        dense = np.zeros(n_sessions * n_instruments)
+        has = np.zeros(n_sessions * n_instruments, dtype=bool)
+        v = wx[c].to_numpy()
+        dense[news_cells] = np.nan_to_num(v, nan=0.0)
+        has[news_cells] = ~np.isnan(v)
+        started = np.cumsum(has.reshape(n_sessions, n_instruments), axis=0) > 0
+        dec = _decayed_sums(dense.reshape(n_sessions, n_instruments), lam)
+        out[c] = np.where(started, dec, np.nan).ravel()[kept]
+    return out, kept
 
 
 def to_qlib(panel: pd.DataFrame, column: str = "sentiment_ewm") -> pd.DataFrame:
