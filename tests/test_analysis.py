@@ -135,7 +135,8 @@ def test_turnover_matches_a_direct_computation():
 
 def test_analyze_returns_every_figure_as_json():
     panel, bars = planted()
-    result = analyze(panel, "s", bars, horizons=(1, 5))
+    extra = pd.DataFrame({"s": [1.0]}, index=pd.MultiIndex.from_tuples([(panel.index[0][0], "688001.SH")], names=panel.index.names))
+    result = analyze(pd.concat([panel, extra]).sort_index(), "s", bars, horizons=(1, 5))
     text = json.dumps(result, allow_nan=False)  # no NaN, no numpy types, no timestamps
     back = json.loads(text)
     assert back["horizons"] == ["1D", "5D"]
@@ -145,5 +146,6 @@ def test_analyze_returns_every_figure_as_json():
     assert back["long_short"]["mean"]["1D"] > 0
     assert set(back["turnover"]["mean"]) == {"top", "bottom", "rank_autocorr"}
     assert back["coverage"]["instruments"] == 24
+    assert back["coverage"]["instruments_without_prices"] == 1  # counted, not silently lost
     with pytest.raises(GptquantError, match="no column 'nope'"):
         analyze(panel, "nope", bars)

@@ -45,8 +45,7 @@ def run(args) -> int:
     if not panel_path.is_file():
         raise GptquantError(f"{panel_path}: panel file not found")
     panel = pd.read_parquet(panel_path)
-    instruments = sorted(panel.index.get_level_values("instrument").unique()) if "instrument" in panel.index.names else None
-    bars = load_bars(args.prices, instruments=instruments)
+    bars = load_bars(args.prices)  # all of them: panel instruments without bars are counted, not fatal
     result = analyze(panel, args.column, bars, horizons=horizons, quantiles=args.quantiles,
                      price=args.price, min_assets=args.min_assets)
     atomic_write_text(out, json.dumps(result, ensure_ascii=False, allow_nan=False))
@@ -58,8 +57,9 @@ def run(args) -> int:
 def summary_table(result: dict) -> str:
     """A small text table: IC, Rank IC, ICIR, t-stat, long-short mean per horizon."""
     cov = result["coverage"]
-    lines = [f"{result['column']}: {cov['rows_used']} rows, {cov['sessions']} sessions, {cov['instruments']} instruments"
-             f" ({cov['first']} .. {cov['last']})",
+    lines = [f"{result['column']}: {cov['rows_used']} of {cov['panel_rows']} panel rows used, {cov['sessions']} sessions, "
+             f"{cov['instruments']} instruments ({cov['first']} .. {cov['last']}); "
+             f"{cov['instruments_without_prices']} panel instruments have no bars",
              f"{'horizon':>8} {'IC':>8} {'RankIC':>8} {'ICIR':>7} {'t':>7} {'n':>6} {'L-S':>9}"]
     fmt = lambda v, spec: format(v, spec) if v is not None else "-".rjust(int(spec.split(".")[0]))  # noqa: E731
     for h in result["horizons"]:

@@ -206,6 +206,8 @@ def analyze(panel: pd.DataFrame, column: str, bars: pd.DataFrame, horizons=HORIZ
     return _plain({
         "column": column, "price": price, "horizons": cols, "quantiles": quantiles, "min_assets": min_assets,
         "coverage": {"panel_rows": len(factor), "rows_used": len(used), "sessions": dates.nunique(),
+                     "instruments_without_prices": len(set(factor.index.get_level_values("instrument"))
+                                                       - set(fwd.index.get_level_values("instrument"))),
                      "instruments": used.index.get_level_values("asset").nunique(),
                      "first": dates.min() if len(dates) else None, "last": dates.max() if len(dates) else None},
         "ic_summary": {kind: {h: {k: (int(v) if k == "n" else v) for k, v in summary.loc[(kind, h)].items()} for h in cols}
