@@ -1,0 +1,249 @@
+"""A-share exchange rules on top of backtrader's BackBroker.
+
+backtrader fills market orders at the next bar's open with no notion of lots, T+1, price limits or
+suspensions. This broker checks each order at its fill bar, fills it at the configured price field
+(open or close), shrinks it to what the rules allow (lots, volume cap, cash, sellable shares) and
+refuses it otherwise. Every order ends in `order_log` with what was asked, what was filled and why.
+An order the rules refuse is rejected for the day, not carried over (BigQuant does the same).
+"""
+from __future__ import annotations
+
+import math
+from collections import defaultdict, deque
+from dataclasses import asdict, dataclass
+from datetime import date
+
+import backtrader as bt
+
+from ..errors import GptquantError
+
+# (first day, rate): 0.1 % on sells until 2023-08-27, 0.05 % from 2023-08-28
+STAMP_DUTY = ((date(1990, 1, 1), 0.001), (date(2023, 8, 28), 0.0005))
+PRICE_FIELDS = ("open", "close")
+
+
+@dataclass(frozen=True)
+class Rules:
+    """Exchange rules with A-share defaults; every one is a parameter."""
+
+    order_price_field_buy: str = "open"
+    order_price_field_sell: str = "close"
+    volume_limit: float | None = 0.025  # share of the bar's volume one order may take; None = no cap
+    lot_size: int = 100
+    t_plus_1: bool = True
+    price_limits: bool = True
+    limit_tolerance: float = 0.005  # half a tick; use 0.01 for forward-adjusted prices
+    commission: float = 0.0003
+    min_commission: float = 5.0
+    stamp_duty: tuple = STAMP_DUTY
+    sell_cost: float | None = None  # BigQuant PerOrder sell_cost: replaces commission + stamp duty on sells
+
+    def __post_init__(self):
+        for name in ("order_price_field_buy", "order_price_field_sell"):
+            if getattr(self, name) not in PRICE_FIELDS:
+                raise GptquantError(f"{name} must be 'open' or 'close', got {getattr(self, name)!r}")
+        if self.volume_limit is not None and not 0 < self.volume_limit <= 1:
+            raise GptquantError(f"volume_limit must be in (0, 1] or None, got {self.volume_limit}")
+        if self.lot_size < 1:
+            raise GptquantError(f"lot_size must be >= 1, got {self.lot_size}")
+        if self.commission < 0 or self.min_commission < 0:
+            raise GptquantError("commission and min_commission must be >= 0")
+        try:
+            schedule = tuple(sorted((_to_date(d), float(r)) for d, r in self.stamp_duty))
+        except (TypeError, ValueError) as exc:
+            raise GptquantError(f"stamp_duty must be (date, rate) pairs: {exc}") from None
+        object.__setattr__(self, "stamp_duty", schedule)
+
+    def replace(self, **changes) -> "Rules":
+        unknown = set(changes) - set(asdict(self))
+        if unknown:
+            raise GptquantError(f"unknown rule(s): {sorted(unknown)}; known: {sorted(asdict(self))}")
+        return Rules(**{**asdict(self), **changes})
+
+
+def _to_date(value) -> date:
+    if isinstance(value, date):
+        return value
+    return date.fromisoformat(str(value)[:10])
+
+
+class AShareCommission(bt.CommInfoBase):
+    """Commission with a per-order minimum plus sell-side stamp duty at the rate in force on the fill day."""
+
+    params = (
+        ("stocklike", True),
+        ("commtype", bt.CommInfoBase.COMM_PERC),
+        ("percabs", True),
+        ("commission", 0.0003),
+        ("min_commission", 5.0),
+        ("stamp_duty", STAMP_DUTY),
+        ("sell_cost", None),
+    )
+
+    today: date = date.min  # set by the broker before each fill
+
+    def stamp_rate(self, day: date) -> float:
+        rate = 0.0
+        for start, r in self.p.stamp_duty:
+            if day >= start:
+                rate = r
+        return rate
+
+    def _getcommission(self, size, price, pseudoexec):
+        if not size:
+            return 0.0
+        value = abs(size) * price
+        if size < 0 and self.p.sell_cost is not None:
+            return max(value * self.p.sell_cost, self.p.min_commission)
+        fee = max(value * self.p.commission, self.p.min_commission)
+        if size < 0:
+            fee += value * self.stamp_rate(self.today)
+        return fee
+
+
+class AShareBroker(bt.BackBroker):
+    """BackBroker that applies `Rules` at each order's fill bar and logs every order's outcome."""
+
+    params = (("rules", Rules()),)
+
+    def __init__(self):
+        super().__init__()
+        self.p.checksubmit = False  # cash is checked at the fill, against the fill price
+        self.p.filler = lambda order, price, ago: self._fill_size
+        self._fill_size = 0
+        self.order_log: list[dict] = []
+        self.traded_value: dict = defaultdict(float)  # session -> value bought + sold
+        self._bought: dict = {}  # data -> (session, shares bought that session)
+
+    def getposition(self, data):
+        # BackBroker's defaultdict would add an empty position per feed looked at, and its valuation
+        # multiplies every stored position by close[0], which is NaN before an instrument lists
+        pos = self.positions.get(data)
+        return pos if pos is not None else bt.Position()
+
+    # -- ordering: at one bar, open fills happen before close fills, and sells free cash before buys
+    def _sequence(self, order):
+        rules = self.p.rules
+        field = rules.order_price_field_buy if order.isbuy() else rules.order_price_field_sell
+        return (PRICE_FIELDS.index(field), order.isbuy())
+
+    def next(self):
+        if len(self.pending) > 1:
+            self.pending = deque(sorted(self.pending, key=self._sequence))
+        super().next()
+
+    # -- the rules
+    def _try_exec(self, order):
+        rules = self.p.rules
+        data = order.data
+        day = bt.num2date(data.datetime[0]).date()
+        if order.exectype != bt.Order.Market:
+            return self._refuse(order, day, "only market orders are supported by the A-share broker")
+        buy = order.isbuy()
+        field = rules.order_price_field_buy if buy else rules.order_price_field_sell
+        price = getattr(data.lines, field)[0]
+        if data.suspended[0] or not price > 0:
+            return self._refuse(order, day, "suspended: no bar this session" if price > 0 else "not listed yet")
+        if rules.price_limits:
+            if buy and price >= data.up_limit[0] - rules.limit_tolerance:
+                return self._refuse(order, day, f"limit up: cannot buy at {price:g} (limit {data.up_limit[0]:g})")
+            if not buy and price <= data.down_limit[0] + rules.limit_tolerance:
+                return self._refuse(order, day, f"limit down: cannot sell at {price:g} (limit {data.down_limit[0]:g})")
+
+        want = abs(order.executed.remsize)
+        lot = rules.lot_size
+        held = self.getposition(data).size
+        cap = math.floor(data.volume[0] * rules.volume_limit) if rules.volume_limit else math.inf
+        notes = []
+        if buy:
+            size = min(want, cap)
+            if size < want:
+                notes.append(f"volume_limit: at most {int(cap)} shares ({rules.volume_limit:g} of {data.volume[0]:g})")
+            if size % lot:
+                notes.append(f"lot: {int(size)} rounded down to a multiple of {lot}")
+                size -= size % lot
+            affordable = self._affordable(size, price, data, day)
+            if affordable < size:
+                notes.append(f"cash: {self.cash:.2f} buys {int(affordable)} of {int(size)} shares")
+                size = affordable
+        else:
+            if held <= 0:
+                return self._refuse(order, day, "no position to sell (no short selling)")
+            sellable = held
+            if rules.t_plus_1:
+                when, bought = self._bought.get(data, (None, 0))
+                sellable = held - (bought if when == day else 0)
+                if sellable <= 0:
+                    return self._refuse(order, day, f"T+1: the {int(held)} shares held were bought today")
+                if want > sellable:
+                    notes.append(f"T+1: only {int(sellable)} of {int(held)} shares are sellable today")
+            if want > held:
+                notes.append(f"no short selling: {int(want)} asked, {int(held)} held")
+            size = min(want, sellable, cap)
+            if cap < min(want, sellable):
+                notes.append(f"volume_limit: at most {int(cap)} shares ({rules.volume_limit:g} of {data.volume[0]:g})")
+            if size < held and size % lot:  # odd lots may only be sold to close the whole position
+                notes.append(f"lot: {int(size)} rounded down to a multiple of {lot}")
+                size -= size % lot
+        if size <= 0:
+            return self._refuse(order, day, "; ".join(notes) or "nothing to trade")
+
+        self.getcommissioninfo(data).today = day
+        self._fill_size = size
+        self._execute(order, ago=0, price=price)
+        if order.status == bt.Order.Margin:
+            return self._log(order, day, 0, price, 0.0, "rejected", "insufficient cash")
+        if order.alive():  # what the rules did not allow is cancelled, not carried to tomorrow
+            order.cancel()
+            self.notify(order)
+        if buy:
+            when, bought = self._bought.get(data, (None, 0))
+            self._bought[data] = (day, (bought if when == day else 0) + size)
+        self.traded_value[day] += size * price
+        status = "filled" if size == want else "partial"
+        self._log(order, day, size, price, order.executed.comm, status, "; ".join(notes))
+
+    def _affordable(self, size, price, data, day):
+        """Largest lot multiple <= size whose cost plus commission fits in cash."""
+        ci = self.getcommissioninfo(data)
+        ci.today = day
+        lot = self.p.rules.lot_size
+        if size * price + ci.getcommission(size, price) <= self.cash:
+            return size
+        n = math.floor(self.cash / (price * (1 + ci.p.commission)) / lot) * lot
+        n = min(n, size)
+        while n > 0 and n * price + ci.getcommission(n, price) > self.cash:
+            n -= lot
+        return max(n, 0)
+
+    def _refuse(self, order, day, reason):
+        order.reject()
+        self.notify(order)
+        self._log(order, day, 0, math.nan, 0.0, "rejected", reason)
+
+    def _log(self, order, day, filled, price, commission, status, reason):
+        self.order_log.append({
+            "created": bt.num2date(order.created.dt).date(),
+            "datetime": day,
+            "instrument": order.data._name,
+            "side": "buy" if order.isbuy() else "sell",
+            "requested": abs(order.size),
+            "filled": filled,
+            "price": price,
+            "commission": commission,
+            "status": status,
+            "reason": reason,
+            "ref": order.ref,
+        })
+
+    def log_unfilled(self):
+        """Orders still pending when the data ends (placed on the last session)."""
+        for order in self.pending:
+            if order is None or not order.alive():
+                continue
+            self.order_log.append({
+                "created": bt.num2date(order.created.dt).date(), "datetime": None, "instrument": order.data._name,
+                "side": "buy" if order.isbuy() else "sell", "requested": abs(order.size), "filled": 0,
+                "price": math.nan, "commission": 0.0, "status": "unfilled", "reason": "backtest ended before the fill",
+                "ref": order.ref,
+            })
