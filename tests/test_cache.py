@@ -126,3 +126,19 @@ def test_a_killed_run_keeps_every_finished_batch(tmp_path):
         assert len(cache) == 75
         score_with_cache(scorer, [f"text #{i}" for i in range(200)], cache, "b", progress=False)
     assert scorer.seen == [f"text #{i}" for i in range(75, 200)]
+
+
+def test_default_path_is_a_setting(tmp_path, monkeypatch):
+    monkeypatch.setenv("GPTQUANT_SCORE_CACHE", str(tmp_path / "mine.sqlite"))
+    with ScoreCache() as cache:
+        assert cache.path == tmp_path / "mine.sqlite"
+    monkeypatch.delenv("GPTQUANT_SCORE_CACHE")
+    monkeypatch.setenv("GPTQUANT_CACHE", str(tmp_path / "base"))
+    with ScoreCache() as cache:
+        assert cache.path == tmp_path / "base" / "scores.sqlite" and cache.path.exists()
+
+
+def test_a_file_that_is_not_a_cache_is_an_error(tmp_path):
+    (tmp_path / "x.sqlite").write_bytes(b"not a database at all, just some bytes" * 100)
+    with pytest.raises(GptquantError, match="x.sqlite"):
+        ScoreCache(tmp_path / "x.sqlite")

@@ -29,6 +29,19 @@ CREATE TABLE IF NOT EXISTS scores (
 _CHUNK = 500  # keys per SELECT, well under SQLite's bound-variable limit
 
 
+CACHE_PATH_ENV = "GPTQUANT_SCORE_CACHE"
+
+
+def default_path() -> Path:
+    """$GPTQUANT_SCORE_CACHE, else scores.sqlite under $GPTQUANT_CACHE (default ~/.cache/gptquant)."""
+    import os
+
+    if os.environ.get(CACHE_PATH_ENV):
+        return Path(os.environ[CACHE_PATH_ENV])
+    base = os.environ.get("GPTQUANT_CACHE")
+    return (Path(base) if base else Path.home() / ".cache" / "gptquant") / "scores.sqlite"
+
+
 def text_key(text: str) -> str:
     """sha256 hex of the normalised text: whitespace or markup changes do not miss the cache."""
     return hashlib.sha256(normalize_text(text).encode("utf-8")).hexdigest()
@@ -46,7 +59,11 @@ def _plain(v):
 class ScoreCache:
     """Feature rows of scored texts, shared safely between processes (open one per process)."""
 
-    def __init__(self, path, timeout: float = 60.0):
+    def __init__(self, path=None, timeout: float = 60.0):
+        """path: the SQLite file (default: default_path(), whose directory is created)."""
+        if path is None:
+            path = default_path()
+            path.parent.mkdir(parents=True, exist_ok=True)
         self.path = Path(path)
         if not self.path.parent.is_dir():
             raise GptquantError(f"{self.path.parent}: directory for the score cache does not exist")
