@@ -85,7 +85,7 @@ def write_article(company: str, label: int, rng) -> str:
 
 def make_world(out_dir, n_instruments: int = 30, start: str = "2023-01-03", n_sessions: int = 250,
                news_per_session: float = 4.0, corpus_docs: int = 6000, signal: float = 0.012, seed: int = 7) -> dict:
-    """Write corpus.txt, news.csv, prices.csv and benchmark.csv into out_dir; return their paths.
+    """Write corpus.txt, labelled.csv, news.csv, prices.csv, benchmark.csv into out_dir; return their paths.
 
     Each article's sentiment (label -1/0/+1) adds `signal` × label to its instrument's return over the
     next sessions (decaying), so the news really predicts later returns — the demo's planted signal.
@@ -144,10 +144,13 @@ def make_world(out_dir, n_instruments: int = 30, start: str = "2023-01-03", n_se
     benchmark = pd.DataFrame({"date": days.strftime("%Y-%m-%d"), "code": "000300.SH", "open": np.r_[3800, bench[:-1]].round(2),
                               "high": bench.round(2), "low": bench.round(2), "close": bench.round(2), "volume": 1})
 
-    corpus = [write_article(comp.name[rng.integers(n_instruments)], int(rng.integers(3)), rng) for _ in range(corpus_docs)]
-    paths = {k: out / f for k, f in (("corpus", "corpus.txt"), ("news", "news.csv"), ("prices", "prices.csv"),
-                                      ("benchmark", "benchmark.csv"), ("companies", "companies.csv"))}
+    corpus_labels = rng.integers(0, 3, corpus_docs)
+    corpus = [write_article(comp.name[rng.integers(n_instruments)], int(lab), rng) for lab in corpus_labels]
+    paths = {k: out / f for k, f in (("corpus", "corpus.txt"), ("labelled", "labelled.csv"), ("news", "news.csv"),
+                                      ("prices", "prices.csv"), ("benchmark", "benchmark.csv"), ("companies", "companies.csv"))}
     paths["corpus"].write_text("\n".join(corpus) + "\n", encoding="utf-8")
+    # a labelled sentiment set from the corpus (not the traded news), for training sentiment heads
+    pd.DataFrame({"text": corpus[:1500], "label": [LABELS[x] for x in corpus_labels[:1500]]}).to_csv(paths["labelled"], index=False)
     news.assign(datetime=news.datetime.dt.strftime("%Y-%m-%d %H:%M:%S")).to_csv(paths["news"], index=False)
     prices.to_csv(paths["prices"], index=False)
     benchmark.to_csv(paths["benchmark"], index=False)
