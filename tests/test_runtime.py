@@ -107,6 +107,19 @@ def test_label_sets_give_named_columns(tmp_path):
     assert not [c for c in none.columns if c.startswith("sent")]
 
 
+def test_three_labels_map_by_name_else_by_position(tmp_path):
+    text = texts_of([5], seed=2)
+    make_bundle(tmp_path / "std", labels=["negative", "neutral", "positive"])
+    make_bundle(tmp_path / "rev", labels=["positive", "neutral", "negative"])  # same graph, names reversed
+    make_bundle(tmp_path / "zh", labels=["看空", "观望", "看多"])  # unrecognised names: by position
+    std = Scorer(tmp_path / "std").score(text).iloc[0]
+    rev = Scorer(tmp_path / "rev").score(text).iloc[0]
+    zh = Scorer(tmp_path / "zh").score(text).iloc[0]
+    assert rev["sent_pos"] == pytest.approx(std["sent_neg"]) and rev["sent_neg"] == pytest.approx(std["sent_pos"])
+    assert rev["sentiment"] == pytest.approx(-std["sentiment"])
+    assert [zh["sent_neg"], zh["sent_pos"], zh["sentiment"]] == pytest.approx([std["sent_neg"], std["sent_pos"], std["sentiment"]])
+
+
 def test_tampered_or_unlisted_bundle_is_refused(tmp_path):
     make_bundle(tmp_path / "b")
     model = tmp_path / "b" / B.MODEL_FILE
@@ -149,7 +162,7 @@ def test_load_model_exports_a_checkpoint_once_into_the_cache(tmp_path, monkeypat
     (ckpt / "model.safetensors").write_bytes(b"weights")
     calls = []
 
-    def export_bundle(model_dir, out_dir, int8=False):
+    def export_bundle(model_dir, out_dir, int8=False, **kw):
         calls.append((model_dir, int8))
         make_bundle(out_dir)
 

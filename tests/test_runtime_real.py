@@ -44,7 +44,7 @@ def test_scores_match_torch_and_ignore_padding(tiny_bundle, tiny_checkpoint):
 def test_load_model_exports_an_int8_bundle_from_a_checkpoint(tiny_checkpoint, tiny_bundle, tmp_path, monkeypatch):
     monkeypatch.setenv("GPTQUANT_CACHE", str(tmp_path))
     scorer = load_model(tiny_checkpoint, batch_size=8)
-    assert scorer.manifest["precision"] == "int8"
+    assert scorer.manifest["precision"] == "int8" and scorer.manifest["name"] == tiny_checkpoint.name
     assert scorer.bundle_dir.parent == tmp_path / "bundles"
     texts = [t[:30] for t in demo_texts(8, seed=3)]  # under both bundles' max_length
     q = scorer.score(texts)

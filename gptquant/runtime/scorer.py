@@ -10,7 +10,6 @@ import hashlib
 import itertools
 import os
 import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -48,11 +47,18 @@ def check_manifest(manifest: dict, where) -> SpecialTokens:
     return SpecialTokens.from_dict(tok)
 
 
+_POLARITY = {"neg": "sent_neg", "neu": "sent_neu", "pos": "sent_pos", "负": "sent_neg", "中": "sent_neu", "正": "sent_pos"}
+
+
 def label_columns(labels: list[str] | None) -> list[str]:
-    """Column names for the sentiment head: 3 labels map by position to neg/neu/pos."""
+    """Column per label of the sentiment head. Three labels become sent_neg/sent_neu/sent_pos: by name
+    when the names say so (negative/neutral/positive in any order, or 负面/中性/正面), else by position."""
     if not labels:
         return []
     if len(labels) == 3:
+        by_name = [_POLARITY.get(label.strip().lower()[:3]) or _POLARITY.get(label.strip()[:1]) for label in labels]
+        if sorted(filter(None, by_name)) == ["sent_neg", "sent_neu", "sent_pos"]:
+            return by_name
         return ["sent_neg", "sent_neu", "sent_pos"]
     return [f"sent_{label}" for label in labels]
 
@@ -205,14 +211,18 @@ class Scorer:
             cols.append(np.where(sum_var > 0, crit, np.nan))
         if self.labels:
             probs = np.exp(out[B.SENTIMENT_OUTPUT].astype(np.float64))
-            cols += list(probs.T)
-            if len(self.labels) == 3:
-                cols.append(probs[:, 2] - probs[:, 0])
+            if len(self.labels) == 3:  # columns always in neg, neu, pos order
+                names = label_columns(self.labels)
+                probs = probs[:, [names.index(c) for c in ("sent_neg", "sent_neu", "sent_pos")]]
+                cols += [*probs.T, probs[:, 2] - probs[:, 0]]
+            else:
+                cols += list(probs.T)
         return np.stack(cols, axis=1)
 
     def _sentiment_columns(self) -> list[str]:
-        cols = label_columns(self.labels)
-        return cols + (["sentiment"] if len(cols) == 3 else [])
+        if self.labels and len(self.labels) == 3:
+            return ["sent_neg", "sent_neu", "sent_pos", "sentiment"]
+        return label_columns(self.labels)
 
     def _empty(self) -> pd.DataFrame:
         df = pd.DataFrame({c: pd.Series(dtype="float64") for c in self.feature_columns})
@@ -273,7 +283,7 @@ def checkpoint_hash(model_dir: Path) -> str:
 
 
 def export_checkpoint(model_dir: Path, target: Path) -> None:
-    """Export into a temp dir beside the cache entry and rename it into place (never a half-written entry)."""
+    """Export an int8 bundle into the cache (export_bundle writes atomically: never a half-written entry)."""
     import importlib.util
 
     if importlib.util.find_spec("torch") is None:
@@ -285,15 +295,4 @@ def export_checkpoint(model_dir: Path, target: Path) -> None:
             raise MissingExtra(exc.name, "train", "exporting a checkpoint") from None
         raise
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
-        export_bundle(model_dir, tmp, int8=True)
-        B.verify_bundle(tmp)
-        try:
-            os.replace(tmp, target)
-        except OSError:
-            if not target.is_dir():  # another process may have finished the same export first
-                raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+    export_bundle(model_dir, target, int8=True, name=Path(model_dir).resolve().name)

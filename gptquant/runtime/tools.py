@@ -43,10 +43,21 @@ def info(bundle_dir) -> str:
         lines.append(f"heads      {', '.join(m['heads']) if isinstance(m['heads'], (list, dict)) else m['heads']}")
     parity = m.get("parity")
     if isinstance(parity, dict) and parity:
-        lines.append("parity     " + ", ".join(f"{k}={_fmt(v)}" for k, v in parity.items()))
+        flat = {k: v for k, v in parity.items() if not isinstance(v, dict)}
+        nested = {k: v for k, v in parity.items() if isinstance(v, dict)}
+        if flat:
+            lines.append("parity     " + _pairs(flat))
+        for k, v in nested.items():
+            lines.append(f"parity     {k}: {_pairs(v)}")
     elif parity is not None:
         lines.append(f"parity     {parity}")
-    for key in ("source_checkpoint", "source_hash", "created", "opset"):
+    source = m.get("source")
+    if isinstance(source, dict):
+        arch = source.get("architecture")
+        lines.append(f"source     {source.get('path', '?')} (sha256 {str(source.get('sha256', '?'))[:16]}…)")
+        if isinstance(arch, dict):
+            lines.append(f"arch       {_pairs(arch)}")
+    for key in ("created", "exporter", "opset"):
         if key in m:
             lines.append(f"{key:<10} {m[key]}")
     lines.append(f"id         {B.bundle_hash(m)}")
@@ -203,6 +214,10 @@ def _swap(stage: Path, target: Path) -> Path | None:
         return old
     shutil.rmtree(old, ignore_errors=True)
     return None
+
+
+def _pairs(d: dict) -> str:
+    return ", ".join(f"{k}={_fmt(v)}" for k, v in d.items())
 
 
 def _fmt(v) -> str:
