@@ -8,6 +8,7 @@ the file, column or row; no row is dropped silently.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -74,7 +75,7 @@ def load_benchmark(source, code: str = "000300.SH", start=None, end=None) -> pd.
     A file with a code column is filtered to the code's six digits (index files often write 000300
     without an exchange); a folder is searched for the one file whose name holds those digits.
     """
-    code = normalize_code(code)
+    code = _index_code(code)
     digits = code.split(".")[0]
     if isinstance(source, (str, os.PathLike)) and Path(source).is_dir():
         hits = sorted(p for p in Path(source).iterdir() if digits in p.name and p.name.lower().endswith(BAR_SUFFIXES))
@@ -153,6 +154,17 @@ def momentum_panel(bars: pd.DataFrame, window: int = 20, name: str = "momentum")
 
 
 # ---- helpers -------------------------------------------------------------------------------------
+
+def _index_code(code) -> str:
+    """Index codes also come as BigQuant's 000300.HIX / 000300.INDX; they name the SH-listed index."""
+    text = str(code).strip().upper()
+    if re.fullmatch(r"\d{6}\.(HIX|INDX|CSI)", text):
+        return text[:6] + ".SH"
+    try:
+        return normalize_code(code)
+    except ValueError as exc:
+        raise GptquantError(f"benchmark: {exc}") from None
+
 
 def _round_cent(x: np.ndarray) -> np.ndarray:
     # round half up like the exchange (numpy rounds half to even); the epsilon absorbs float error
