@@ -42,8 +42,10 @@ def token_ids(tokenizer, texts, policy: SpecialTokens, normalize: bool = True) -
 
 
 def pad_batch(seqs: list[list[int]], max_length: int, pad_id: int):
-    """Right-pad (and truncate to max_length) -> (input_ids int64, attention_mask int64, truncated bool)."""
-    width = max(1, min(max_length, max(len(s) for s in seqs)))
+    """Right-pad (and truncate to max_length) -> (input_ids int64, attention_mask int64, truncated bool).
+
+    At least 2 columns, so the per-token outputs (which score positions 1..seq-1) are never empty."""
+    width = max(2, min(max_length, max(len(s) for s in seqs)))
     ids = np.full((len(seqs), width), pad_id, dtype=np.int64)
     mask = np.zeros((len(seqs), width), dtype=np.int64)
     truncated = np.zeros(len(seqs), dtype=bool)

@@ -18,7 +18,7 @@ import pandas as pd
 
 from .. import bundle as B
 from ..errors import GptquantError, MissingExtra
-from ..tokenize import SpecialTokens, token_ids
+from ..tokenize import SpecialTokens, pad_batch, token_ids
 
 RANK_BUCKETS = (10, 100, 1000)
 THREADS_ENV = "GPTQUANT_THREADS"
@@ -176,12 +176,7 @@ class Scorer:
         t0 = time.perf_counter()
         for b in range(0, len(order), self.batch_size):
             idx = order[b: b + self.batch_size]
-            width = max(2, max(len(ids[i]) for i in idx))  # >= 2 so the per-token outputs are never empty
-            input_ids = np.full((len(idx), width), self.pad_id, dtype=np.int64)
-            mask = np.zeros((len(idx), width), dtype=np.int64)
-            for r, i in enumerate(idx):
-                input_ids[r, : len(ids[i])] = ids[i]
-                mask[r, : len(ids[i])] = 1
+            input_ids, mask, _ = pad_batch([ids[i] for i in idx], self.max_length, self.pad_id)
             result = dict(zip(outputs, self.session.run(outputs, {"input_ids": input_ids, "attention_mask": mask})))
             for r, row in zip(idx, reduce(result, mask)):
                 rows[r] = row
