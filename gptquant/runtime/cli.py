@@ -29,6 +29,10 @@ def configure(verb: str, parser) -> None:
         parser.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads (default $GPTQUANT_THREADS or ORT's)")
         parser.add_argument("--text-column", default=None, help="column holding the text (default: text, else title + content)")
         parser.add_argument("--part-size", type=int, default=PART_SIZE, help=f"articles per resumable part (default {PART_SIZE})")
+        parser.add_argument("--engine", choices=("local", "ray"), default="local",
+                            help="local: this process / a process pool (default); ray: Ray actors (pip install 'gptquant[ray]')")
+        parser.add_argument("--workers", type=int, default=1, help="workers, one ORT session each (default 1)")
+        parser.add_argument("--address", default=None, help="Ray cluster address (default: a running or new local Ray)")
         parser.set_defaults(func=run_score)
     elif verb == "model":
         sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -56,6 +60,7 @@ def run_score(args) -> int:
     import pandas as pd
     from tqdm import tqdm
 
+    from .engines import open_engine, restore_order, worker_threads
     from .news import read_news
     from .scorer import load_model
 
@@ -75,7 +80,10 @@ def run_score(args) -> int:
     if not len(articles):
         raise GptquantError(f"{args.news}: no usable articles ({len(rejects)} rejected, see {rejects_path})")
 
-    scorer = load_model(args.model, threads=args.threads, batch_size=args.batch_size)
+    if args.workers < 1:
+        raise GptquantError(f"--workers must be positive, got {args.workers}")
+    local_threads = worker_threads(args.threads, args.workers) if args.engine == "local" else args.threads
+    scorer = load_model(args.model, threads=local_threads, batch_size=args.batch_size)
     parts_dir = Path(f"{out}.parts")
     key = _fingerprint(scorer.bundle_hash, args.part_size, articles)
     _prepare_parts(parts_dir, key)
@@ -83,25 +91,24 @@ def run_score(args) -> int:
     n = len(articles)
     starts = range(0, n, args.part_size)
     done = {s for s in starts if (parts_dir / _part_name(s)).is_file()}
-    scored = 0
-    with tqdm(total=n, unit="art", desc="scoring", disable=None, file=sys.stderr) as bar:
+    scored, tokens = 0, 0
+    todo = [(s, articles.iloc[s: s + args.part_size][["article_id", "text"]]) for s in starts if s not in done]
+    t0 = time.perf_counter()
+    with tqdm(total=n, unit="art", desc="scoring", disable=None, file=sys.stderr) as bar, \
+            open_engine(args.engine, bundle_dir=scorer.bundle_dir, bundle_hash=scorer.bundle_hash, workers=args.workers,
+                        threads=args.threads, batch_size=args.batch_size, address=args.address, scorer=scorer) as run:
         bar.update(sum(min(args.part_size, n - s) for s in done))
-        for s in starts:
-            if s in done:
-                continue
-            part = articles.iloc[s: s + args.part_size]
-            frames = []
-            for df in scorer.score_batches(part["text"].tolist(), chunk_size=args.batch_size * 4):
-                frames.append(df)
-                bar.update(len(df))
-            feats = pd.concat(frames, ignore_index=True)
-            feats.insert(0, "article_id", part["article_id"].to_numpy())
+        for s, feats in run(todo):  # parts arrive as they finish; each is written atomically
             _atomic(parts_dir / _part_name(s), lambda tmp: feats.to_parquet(tmp, index=False))
-            scored += len(part)
+            scored += len(feats)
+            tokens += int(feats["n_tokens"].sum())
+            bar.update(len(feats))
+    seconds = time.perf_counter() - t0
 
-    result = pd.concat([pd.read_parquet(parts_dir / _part_name(s)) for s in starts], ignore_index=True)
-    if len(result) != n:
-        raise GptquantError(f"{parts_dir}: parts hold {len(result)} rows, expected {n}; delete the folder and re-run")
+    frames = [pd.read_parquet(parts_dir / _part_name(s)) for s in starts]
+    if sum(map(len, frames)) != n:
+        raise GptquantError(f"{parts_dir}: parts hold {sum(map(len, frames))} rows, expected {n}; delete the folder and re-run")
+    result = restore_order(articles["article_id"], frames)  # rows in news order, checked by article id
     if out.suffix.lower() == ".csv":
         _atomic(out, lambda tmp: result.to_csv(tmp, index=False, encoding="utf-8"))
     else:
@@ -109,7 +116,8 @@ def run_score(args) -> int:
     shutil.rmtree(parts_dir, ignore_errors=True)
 
     resumed = f", {n - scored} resumed from parts" if scored < n else ""
-    rate = f"{scorer.tokens_per_second:,.0f} tokens/s" if scored else "nothing new to score"
+    engine = f" on {args.engine} x{args.workers}" if (args.engine, args.workers) != ("local", 1) else ""
+    rate = f"{tokens / seconds:,.0f} tokens/s{engine}" if scored else "nothing new to score"
     rej = f"; {len(rejects)} rows rejected -> {rejects_path}" if len(rejects) else ""
     print(f"scored {n} articles ({int(result['n_tokens'].sum())} tokens){resumed}: {rate}; wrote {out}{rej}")
     return 0

@@ -1,0 +1,202 @@
+"""Where scoring runs: in this process, in a local process pool, or on Ray — one pure batch function for all.
+
+`score_part(scorer, part)` turns a frame of (article_id, text) into feature rows; every engine opens one
+ORT session per worker (the Scorer) and maps parts through that same function, so results are identical
+wherever they ran. Engines hand parts back as they finish (unordered); callers put them back in order by
+the part's key and check the article ids. Ray is imported only inside the Ray engine (`gptquant[ray]`).
+"""
+from __future__ import annotations
+
+import os
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from contextlib import contextmanager
+
+import pandas as pd
+
+from ..errors import GptquantError, MissingExtra
+
+ENGINES = ("local", "ray")
+
+
+def score_part(scorer, part: pd.DataFrame) -> pd.DataFrame:
+    """The pure batch function: (article_id, text) rows -> article_id + feature columns, same order."""
+    chunks = list(scorer.score_batches(part["text"].tolist(), chunk_size=scorer.batch_size * 4))
+    feats = pd.concat(chunks, ignore_index=True) if chunks else scorer._empty()
+    feats.insert(0, "article_id", part["article_id"].to_numpy())
+    return feats
+
+
+def worker_threads(threads: int | None, workers: int) -> int | None:
+    """ORT intra-op threads per worker: the given number, else this machine's cores shared out (>= 1),
+    so N workers do not each start a thread per core. One worker keeps ORT's own default."""
+    if threads:
+        return threads
+    if workers <= 1:
+        return None
+    return max(1, (os.cpu_count() or 1) // workers)
+
+
+@contextmanager
+def open_engine(kind: str = "local", *, bundle_dir, bundle_hash: str, workers: int = 1, threads: int | None = None,
+                batch_size: int = 32, address: str | None = None, scorer=None):
+    """An engine: a callable `map(parts)` taking (key, DataFrame[article_id, text]) pairs and yielding
+    (key, features) as parts finish. `local` with one worker scores in this process (reusing `scorer`
+    when given); more workers use a spawned process pool. `ray` uses one actor per worker."""
+    if kind not in ENGINES:
+        raise GptquantError(f"engine must be one of {', '.join(ENGINES)}, got {kind!r}")
+    if not isinstance(workers, int) or workers < 1:
+        raise GptquantError(f"workers must be a positive integer, got {workers!r}")
+    if address and kind != "ray":
+        raise GptquantError("--address applies only to --engine ray")
+    spec = (str(bundle_dir), bundle_hash, worker_threads(threads, workers), batch_size)
+    if kind == "ray":
+        with _ray_engine(spec, workers, address) as run:
+            yield run
+    elif workers == 1:
+        if scorer is None:
+            scorer = _open_scorer(*spec)
+        yield lambda parts: ((key, score_part(scorer, part)) for key, part in parts)
+    else:
+        with _pool_engine(spec, workers) as run:
+            yield run
+
+
+def score_articles(articles: pd.DataFrame, model, *, engine: str = "local", workers: int = 1, threads: int | None = None,
+                   batch_size: int = 32, part_size: int = 1024, address: str | None = None) -> pd.DataFrame:
+    """Python face of `gptquant score --engine`: features for `articles` (columns article_id, text, e.g. from
+    read_news), one row per article in input order, whichever engine ran them."""
+    from .scorer import load_model
+
+    missing = [c for c in ("article_id", "text") if c not in articles.columns]
+    if missing:
+        raise GptquantError(f"articles table lacks column(s) {', '.join(missing)}")
+    if not isinstance(part_size, int) or part_size < 1:
+        raise GptquantError(f"part_size must be a positive integer, got {part_size!r}")
+    if articles["article_id"].duplicated().any():
+        dup = articles.loc[articles["article_id"].duplicated(), "article_id"].iloc[0]
+        raise GptquantError(f"article_id is not unique (e.g. {dup!r}); results are matched back by id")
+    # One verified session here: exports a checkpoint if needed, gives the bundle id, and scores
+    # in-process when there is one local worker.
+    scorer = load_model(model, threads=worker_threads(threads, workers) if engine == "local" else threads,
+                        batch_size=batch_size)
+    frame = articles[["article_id", "text"]]
+    parts = [(s, frame.iloc[s: s + part_size]) for s in range(0, len(frame), part_size)]
+    done = {}
+    with open_engine(engine, bundle_dir=scorer.bundle_dir, bundle_hash=scorer.bundle_hash, workers=workers,
+                     threads=threads, batch_size=batch_size, address=address, scorer=scorer) as run:
+        for key, feats in run(parts):
+            done[key] = feats
+    if not parts:
+        return score_part(scorer, frame)
+    return restore_order(frame["article_id"], [done[s] for s, _ in parts])
+
+
+def restore_order(article_ids: pd.Series, frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """Concatenate part results and put rows in the order of `article_ids`, refusing any lost or extra row."""
+    result = pd.concat(frames, ignore_index=True)
+    ids = pd.Index(article_ids)
+    if len(result) != len(ids) or not result["article_id"].isin(ids).all():
+        raise GptquantError(f"engine returned {len(result)} rows for {len(ids)} articles; ids do not match")
+    if result["article_id"].tolist() != ids.tolist():
+        result = result.set_index("article_id").loc[ids].reset_index()
+    return result
+
+
+# ---- workers ------------------------------------------------------------------------------------
+
+def _open_scorer(bundle_dir: str, bundle_hash: str, threads, batch_size):
+    """A worker's one session, refusing a bundle that differs from the driver's (e.g. another copy on a node)."""
+    from .scorer import Scorer
+
+    scorer = Scorer(bundle_dir, threads=threads, batch_size=batch_size)
+    if scorer.bundle_hash != bundle_hash:
+        raise GptquantError(f"{bundle_dir}: this worker sees bundle {scorer.bundle_hash}, the driver {bundle_hash}")
+    return scorer
+
+
+_SCORER = None  # a pool worker's one session, opened by its first task
+
+
+def _pool_task(spec, item):
+    """Opening the session inside the task (not in a pool initializer) lets its error reach the caller."""
+    global _SCORER
+    if _SCORER is None:
+        _SCORER = _open_scorer(*spec)
+    key, part = item
+    return key, score_part(_SCORER, part)
+
+
+@contextmanager
+def _pool_engine(spec, workers: int):
+    """Spawned processes (not forked: ORT's thread pools do not survive a fork), at most 2 parts in
+    flight per worker so memory stays bounded however many parts there are."""
+    import multiprocessing as mp
+
+    pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"))
+
+    def run(parts):
+        parts = iter(parts)
+        pending = set()
+        while True:
+            while len(pending) < 2 * workers and (item := next(parts, None)) is not None:
+                pending.add(pool.submit(_pool_task, spec, item))
+            if not pending:
+                return
+            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for f in finished:
+                yield f.result()
+
+    try:
+        yield run
+    finally:
+        pool.shutdown(cancel_futures=True)
+
+
+class ScorerActor:
+    """A Ray actor holding one session; `score` is score_part on its Scorer."""
+
+    def __init__(self, *spec):
+        self.scorer = _open_scorer(*spec)
+
+    def score(self, item):
+        key, part = item
+        return key, score_part(self.scorer, part)
+
+
+@contextmanager
+def _ray_engine(spec, workers: int, address: str | None):
+    """One actor per worker (1 CPU each in Ray's accounting). Joins a running Ray (the caller's, or the
+    cluster at `address`); otherwise starts a local one for the duration and shuts it down after."""
+    try:
+        import ray
+        from ray.util import ActorPool
+    except ImportError:
+        raise MissingExtra("ray", "ray", "--engine ray") from None
+    started = False
+    if not ray.is_initialized():
+        try:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False,
+                     **({} if address else {"num_cpus": max(workers, os.cpu_count() or 1)}))
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            raise GptquantError(f"cannot start or reach Ray{f' at {address}' if address else ''}: {exc}") from None
+        started = True
+    actor = ray.remote(num_cpus=1)(ScorerActor)
+    actors = [actor.remote(*spec) for _ in range(workers)]
+
+    def run(parts):
+        pool = ActorPool(actors)
+        try:
+            yield from pool.map_unordered(lambda a, item: a.score.remote(item), parts)
+        except ray.exceptions.RayError as exc:
+            cause = getattr(exc, "cause", None)
+            if isinstance(cause, GptquantError):
+                raise GptquantError(str(cause)) from None
+            raise GptquantError(f"a Ray scoring worker failed: {cause or exc}") from None
+
+    try:
+        yield run
+    finally:
+        for a in actors:
+            ray.kill(a)
+        if started:
+            ray.shutdown()
