@@ -81,7 +81,10 @@ def feature_graph(model, head=None):
             last_hidden = h[torch.arange(h.shape[0]), last]
             outs = (tok, entropy, var, rank, pooled, last_hidden)
             if self.head is not None:
-                outs = outs + (self.head(input_ids, attention_mask),)
+                if getattr(self.head, "takes_hidden", False):  # e.g. a linear probe: reuse this pass's states
+                    outs = outs + (self.head(input_ids, attention_mask, h),)
+                else:
+                    outs = outs + (self.head(input_ids, attention_mask),)
             return outs
 
     return FeatureGraph().eval()
@@ -193,6 +196,10 @@ def export_bundle(model_dir, out_dir, int8: bool = False, max_length: int = DEFA
     ckpt = ckpt or load_checkpoint(model_dir)
     out_dir = Path(out_dir)
     max_length = int(min(max_length, ckpt.config.get("n_positions", max_length)))
+    if head is None and labels is None and heads is None:
+        from .sentiment import bundle_head  # a checkpoint trained by `gptquant train sentiment|detector`
+
+        head, labels, heads = bundle_head(model_dir, ckpt)
     if (head is None) != (labels is None):
         raise GptquantError("a sentiment head needs its label names, and labels need a head")
     graph = feature_graph(ckpt.model, head)

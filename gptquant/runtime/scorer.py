@@ -19,6 +19,7 @@ import pandas as pd
 from .. import bundle as B
 from ..errors import GptquantError, MissingExtra
 from ..tokenize import SpecialTokens, pad_batch, token_ids
+from .heads import apply_heads
 
 RANK_BUCKETS = (10, 100, 1000)
 THREADS_ENV = "GPTQUANT_THREADS"
@@ -140,6 +141,7 @@ class Scorer:
             df = pd.DataFrame(feats, columns=self.feature_columns)
             df["n_tokens"] = df["n_tokens"].astype("int64")
             df["truncated"] = truncated
+            df = apply_heads(df, self.manifest)  # manifest-borne heads, e.g. the detector's ai_score
             df.index = pd.RangeIndex(start, start + len(chunk))
             yield df
             start += len(chunk)
@@ -223,7 +225,7 @@ class Scorer:
         df = pd.DataFrame({c: pd.Series(dtype="float64") for c in self.feature_columns})
         df["n_tokens"] = df["n_tokens"].astype("int64")
         df["truncated"] = df["truncated"].astype(bool)
-        return df
+        return apply_heads(df, self.manifest)
 
 
 def resolve_threads(threads) -> int | None:
