@@ -595,8 +595,10 @@ def _copy_base(src: Path, dst: Path) -> None:
 
 # ---- evaluation ------------------------------------------------------------------------------------------
 
-def predict_probs(model_path, texts, batch: int = 64, progress: bool = False) -> tuple[np.ndarray, list[str]]:
-    """Calibrated class probabilities from a trained checkpoint (torch) or an exported bundle (onnxruntime)."""
+def predict_probs(model_path, texts, batch: int = 64, progress: bool = False,
+                  max_length: int = 256) -> tuple[np.ndarray, list[str]]:
+    """Calibrated class probabilities from a trained checkpoint (torch) or an exported bundle (onnxruntime).
+    A checkpoint's texts are cut to `max_length` tokens like an exported bundle's (export's default 256)."""
     path = Path(model_path)
     if (path / "manifest.json").is_file():
         from ..runtime.scorer import Scorer, label_columns
@@ -613,7 +615,8 @@ def predict_probs(model_path, texts, batch: int = 64, progress: bool = False) ->
     if found is None:
         raise GptquantError(f"{path}: no sentiment head here (train one with `gptquant train sentiment`)")
     head, meta = found
-    logits = head_logits(head, encode_ids(ckpt, texts, meta["max_length"]), ckpt.policy.pad_id, batch, progress)
+    max_length = min(max_length, int(ckpt.config.get("n_positions", max_length)))
+    logits = head_logits(head, encode_ids(ckpt, texts, max_length), ckpt.policy.pad_id, batch, progress)
     return np.exp(M.log_softmax(logits, meta["temperature"])), list(meta["labels"])
 
 

@@ -1,0 +1,176 @@
+"""Sentiment heads: every method trains on a small slice, bakes into a bundle whose sent_* columns match
+torch, resumes exactly, and the CLI trains and evaluates beside the TF-IDF baseline."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+pytest.importorskip("torch")
+import onnx  # noqa: E402
+
+from gptquant import bundle as B  # noqa: E402
+from gptquant.cli import main  # noqa: E402
+from gptquant.demo_world import LABELS, write_article  # noqa: E402
+from gptquant.errors import GptquantError  # noqa: E402
+from gptquant.lm import sentiment as S  # noqa: E402
+from gptquant.lm.export import export_bundle  # noqa: E402
+from gptquant.runtime.scorer import Scorer  # noqa: E402
+
+
+def labelled(n=150, seed=0, names=LABELS) -> pd.DataFrame:
+    """Synthetic news with a known label (demo-world templates; no shared data)."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, n)
+    return pd.DataFrame({"text": [write_article(f"样本{'甲乙丙丁戊'[i % 5]}公司", int(k), rng) for i, k in enumerate(y)],
+                         "label": [names[k] for k in y]})
+
+
+@pytest.fixture(scope="module")
+def data_csv(tmp_path_factory):
+    path = tmp_path_factory.mktemp("sent") / "train.csv"
+    labelled().to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def ptuned(tiny_checkpoint, data_csv, tmp_path_factory):
+    out = tmp_path_factory.mktemp("pt") / "model"
+    summary = S.train_sentiment(tiny_checkpoint, data_csv, out, "ptuning", steps=10, eval_every=5, batch=8,
+                                max_length=40, progress=False)
+    return out, summary
+
+
+def test_linear_probe_learns_the_planted_signal(tiny_checkpoint, data_csv, tmp_path):
+    s = S.train_sentiment(tiny_checkpoint, data_csv, tmp_path / "m", "linear", valid_frac=0.3, progress=False)
+    assert s["validation"]["accuracy"] > 0.6  # chance is ~0.33
+    assert s["baseline_validation"]["n"] == s["validation"]["n"]  # the baseline saw the same split
+    meta = json.loads((tmp_path / "m" / S.HEAD_JSON).read_text())
+    assert meta["method"] == "linear" and meta["temperature"] > 0
+
+
+def test_ptuned_prompt_is_baked_and_the_bundle_matches_torch(ptuned, tmp_path):
+    out, summary = ptuned
+    meta = json.loads((out / S.HEAD_JSON).read_text())
+    from gptquant.lm.checkpoint import load_checkpoint
+
+    vocab = load_checkpoint(out, with_model=False).tokenizer.get_vocab()
+    words = list(meta["verbalizers"].values())  # this tiny vocabulary lacks 平/涨, so they were searched for
+    assert len(set(words)) == 3 and all(w in vocab for w in words)
+    assert meta["verbalizer_ids"] == [vocab[w] for w in words]
+    bundle = tmp_path / "b"
+    manifest = export_bundle(out, bundle, max_length=48, exporter="torchscript")
+    assert manifest["labels"] == list(LABELS) and manifest["heads"]["sentiment"]["method"] == "ptuning"
+    graph = onnx.load(str(bundle / B.MODEL_FILE))
+    assert [i.name for i in graph.graph.input] == list(B.INPUTS)
+    assert not [n for n in graph.graph.node if n.op_type == "LSTM"], "the prompt encoder must not be in the graph"
+    texts = labelled(12, seed=5)["text"].tolist() + ["短"]
+    df = Scorer(bundle).score(texts)
+    got = df[["sent_neg", "sent_neu", "sent_pos"]].to_numpy()
+    ref, labels = S.predict_probs(out, texts, max_length=48)
+    assert labels == list(LABELS)
+    np.testing.assert_allclose(got, ref, atol=1e-4)
+    np.testing.assert_allclose(got.sum(1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(df["sentiment"], got[:, 2] - got[:, 0], atol=1e-9)
+
+
+def test_ptuning_padding_does_not_change_a_text_s_prediction(ptuned, tiny_checkpoint):
+    out, _ = ptuned
+    head, meta = S.load_head(out)
+    from gptquant.lm.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(out)
+    ids = S.encode_ids(ckpt, ["公司公告，拟回购股份。", "董事会审议通过年度报告，净利润同比增长百分之二十。" * 2], 40)
+    alone = S.head_logits(head, ids[:1], ckpt.policy.pad_id)
+    batched = S.head_logits(head, ids, ckpt.policy.pad_id)
+    np.testing.assert_allclose(alone[0], batched[0], atol=1e-5)
+
+
+def test_interrupted_training_resumes_to_the_same_weights(tiny_checkpoint, data_csv, tmp_path, monkeypatch):
+    from safetensors.torch import load_file
+
+    kw = dict(steps=10, eval_every=5, batch=8, max_length=40, progress=False, baseline=False)
+    S.train_sentiment(tiny_checkpoint, data_csv, tmp_path / "whole", "ptuning", **kw)
+    real, calls = S.M.classification_report, []
+
+    def crash_on_second_eval(*a, **k):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(S.M, "classification_report", crash_on_second_eval)
+    with pytest.raises(KeyboardInterrupt):
+        S.train_sentiment(tiny_checkpoint, data_csv, tmp_path / "resumed", "ptuning", **kw)
+    assert (tmp_path / "resumed" / S.STATE_FILE).is_file()
+    monkeypatch.setattr(S.M, "classification_report", real)
+    S.train_sentiment(tiny_checkpoint, data_csv, tmp_path / "resumed", "ptuning", **kw)
+    assert not (tmp_path / "resumed" / S.STATE_FILE).exists()
+    a, b = load_file(str(tmp_path / "whole" / S.HEAD_WEIGHTS)), load_file(str(tmp_path / "resumed" / S.HEAD_WEIGHTS))
+    assert a.keys() == b.keys()
+    for k in a:
+        np.testing.assert_allclose(a[k].numpy(), b[k].numpy(), atol=1e-6, err_msg=k)
+
+
+def test_finetune_trains_its_own_copy_and_keeps_the_base_lm_features(tiny_checkpoint, tiny_bundle, data_csv, tmp_path):
+    out = tmp_path / "ft"
+    S.train_sentiment(tiny_checkpoint, data_csv, out, "finetune", steps=6, eval_every=3, batch=8, max_length=40,
+                      progress=False)
+    head, meta = S.load_head(out)
+    from gptquant.lm.checkpoint import load_checkpoint
+
+    base = load_checkpoint(tiny_checkpoint).model.transformer.state_dict()
+    tuned = head.body.state_dict()
+    assert any(not np.allclose(base[k].numpy(), tuned[k].numpy()) for k in base if k in tuned), "body never trained"
+    export_bundle(out, tmp_path / "b", max_length=48, exporter="torchscript")
+    texts = labelled(8, seed=9)["text"].tolist()
+    ft, plain = Scorer(tmp_path / "b").score(texts), Scorer(tiny_bundle).score(texts)
+    np.testing.assert_allclose(ft["nll_mean"], plain["nll_mean"], atol=1e-5)
+    assert {"sent_neg", "sent_neu", "sent_pos", "sentiment"} <= set(ft.columns)
+
+
+def test_few_shot_samples_k_rows_per_class(tiny_checkpoint, data_csv, tmp_path):
+    S.train_sentiment(tiny_checkpoint, data_csv, tmp_path / "m", "linear", shots=4, progress=False)
+    meta = json.loads((tmp_path / "m" / S.HEAD_JSON).read_text())
+    assert meta["n_train"] == 12 and meta["n_valid"] == 12 and meta["shots"] == 4
+
+
+def test_label_names_are_the_user_s_in_a_known_or_given_order(tmp_path):
+    df = labelled(30, names=("利好", "中性", "利空"))  # written positive-first on purpose
+    texts, y, labels = S.read_labelled(df)
+    assert labels == ["利空", "中性", "利好"]
+    assert [labels[k] for k in y] == df["label"].tolist()
+    odd = df.assign(label=df["label"].map({"利好": "bull", "中性": "meh", "利空": "bear"}))
+    with pytest.raises(GptquantError, match="--labels"):
+        S.read_labelled(odd)
+    assert S.read_labelled(odd, labels=["bear", "meh", "bull"])[2] == ["bear", "meh", "bull"]
+    broken = df.copy()
+    broken.loc[2, "label"] = ""
+    with pytest.raises(GptquantError, match="row 3"):
+        S.read_labelled(broken)
+
+
+def test_aspect_term_goes_into_the_input():
+    df = pd.DataFrame({"sentence": ["甲公司涨停，乙公司跌停。"] * 2, "term": ["甲公司", "乙公司"],
+                       "label": ["positive", "negative"]})
+    texts, _, _ = S.read_labelled(df)
+    assert texts == ["甲公司：甲公司涨停，乙公司跌停。", "乙公司：甲公司涨停，乙公司跌停。"]
+
+
+def test_cli_trains_then_evaluates_beside_the_baseline(tiny_checkpoint, data_csv, tmp_path, capsys):
+    out = tmp_path / "m"
+    assert main(["train", "sentiment", "--model", str(tiny_checkpoint), "--data", str(data_csv), "--out", str(out),
+                 "--method", "linear"]) == 0
+    test = tmp_path / "test.csv"
+    labelled(40, seed=3).to_csv(test, index=False)
+    capsys.readouterr()
+    report = tmp_path / "r.json"
+    assert main(["eval", "sentiment", str(out), str(test), "--json", str(report)]) == 0
+    text = capsys.readouterr().out
+    assert "m (linear)" in text and "tfidf baseline" in text and "macroF1" in text
+    r = json.loads(report.read_text())
+    assert {k: v["n"] for k, v in r.items()} == {"m (linear)": 40, "m (tfidf baseline)": 40}
+    assert main(["train", "sentiment", "--model", str(tiny_checkpoint), "--data", str(data_csv), "--out",
+                 str(tmp_path / "x"), "--verbalizer", "negative=跌"]) == 2  # a label without a token
