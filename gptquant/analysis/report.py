@@ -1,0 +1,327 @@
+"""One self-contained HTML report per nightly run, plus its PNG figures and a JSON of every figure's data.
+
+Sections: run facts and notes, comparison with the previous run (flagged changes first), backtest summaries,
+equity vs benchmark, drawdown, monthly returns, IC by session and by horizon, quantile returns, the
+distribution of the article feature over time, and the most positive / negative headlines of the latest
+session. Every text that comes from data (headlines, names, errors) goes through html.escape.
+Plots use matplotlib's Agg backend and a CJK font when one is installed (e.g. Debian's fonts-noto-cjk);
+without one, Chinese glyphs in plot labels render as boxes but nothing fails.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..bundle import atomic_write_text
+
+CJK_FONTS = ("Noto Sans CJK SC", "Noto Sans CJK JP", "Noto Sans SC", "Source Han Sans SC", "WenQuanYi Zen Hei",
+             "WenQuanYi Micro Hei", "SimHei", "Microsoft YaHei", "PingFang SC", "AR PL UMing CN")
+HEADLINES = 5
+HEADLINE_CHARS = 90
+
+esc = html.escape
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def cjk_font() -> str | None:
+    """The first installed CJK font family (set as matplotlib's first sans-serif), or None."""
+    from matplotlib import font_manager, rcParams
+
+    names = {f.name for f in font_manager.fontManager.ttflist}
+    for name in CJK_FONTS:
+        if name in names:
+            if rcParams["font.sans-serif"][:1] != [name]:
+                rcParams["font.sans-serif"] = [name, *rcParams["font.sans-serif"]]
+            rcParams["axes.unicode_minus"] = False
+            return name
+    return None
+
+
+def _save(fig, folder: Path, name: str) -> str:
+    """Write figures/<name>.png atomically; return its base64 for inlining."""
+    import io
+    import os
+    import tempfile
+
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*[Gg]lyph.*missing.*")
+        fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    _plt().close(fig)
+    data = buf.getvalue()
+    path = folder / "figures" / f"{name}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+    os.replace(tmp, path)
+    return base64.b64encode(data).decode("ascii")
+
+
+def _img(b64: str | None, alt: str) -> str:
+    return f'<img alt="{esc(alt)}" src="data:image/png;base64,{b64}">' if b64 else f"<p>{esc(alt)}: no data</p>"
+
+
+def _num(v, spec=".4f") -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "–"
+    if isinstance(v, (int, float, np.floating, np.integer)) and not isinstance(v, bool):
+        return format(float(v), spec)
+    return esc(str(v))
+
+
+def _dates(index) -> list[str]:
+    return [pd.Timestamp(d).date().isoformat() for d in index]
+
+
+def _list(values) -> list:
+    return [None if v is None or not np.isfinite(v) else float(v) for v in np.asarray(values, dtype="float64")]
+
+
+# ---- figure data (pure pandas, shared by the PNGs and figures.json) -----------------------------------
+
+def equity_curves(daily: pd.DataFrame) -> pd.DataFrame:
+    """Growth of 1 for the strategy and (when present) the benchmark, and the strategy's drawdown."""
+    out = pd.DataFrame({"strategy": (1 + daily["returns"].astype(float)).cumprod()}, index=daily.index)
+    if "benchmark_returns" in daily.columns:
+        out["benchmark"] = (1 + daily["benchmark_returns"].astype(float).fillna(0.0)).cumprod()
+    out["drawdown"] = out["strategy"] / out["strategy"].cummax().clip(lower=1.0) - 1
+    return out
+
+
+def monthly_returns(returns: pd.Series) -> pd.DataFrame:
+    """Compounded return per calendar month: rows years, columns 1..12, plus the year's total."""
+    r = returns.astype(float)
+    by_month = (1 + r).groupby([r.index.year, r.index.month]).prod() - 1
+    table = by_month.unstack()
+    table.index.name, table.columns.name = "year", "month"
+    table = table.reindex(columns=range(1, 13))
+    table["year"] = (1 + r).groupby(r.index.year).prod() - 1
+    return table
+
+
+def feature_distribution(articles: pd.DataFrame, max_points: int = 120) -> pd.DataFrame:
+    """Per period (sessions, or weeks when there are many): median, 10th and 90th percentile and article count."""
+    a = articles.dropna(subset=["session", "value"])
+    if a.empty:
+        return pd.DataFrame(columns=["p10", "median", "p90", "articles"])
+    key = a["session"]
+    if key.nunique() > max_points:
+        key = key.dt.to_period("W").dt.start_time
+    g = a.groupby(key)["value"]
+    out = pd.DataFrame({"p10": g.quantile(0.1), "median": g.median(), "p90": g.quantile(0.9), "articles": g.size()})
+    out.index.name = "period"
+    return out
+
+
+def latest_headlines(articles: pd.DataFrame, n: int = HEADLINES) -> tuple[pd.Timestamp | None, pd.DataFrame, pd.DataFrame]:
+    """The latest session with scored news, and its n highest and n lowest articles by value."""
+    a = articles.dropna(subset=["session", "value"])
+    if a.empty:
+        return None, a, a
+    last = a["session"].max()
+    day = a[a["session"] == last].sort_values(["value", "article_id"], ascending=[False, True], kind="stable")
+    k = min(n, (len(day) + 1) // 2)  # few articles: split them, never show one in both lists
+    return last, day.head(k), day.iloc[::-1].head(min(n, len(day) - k))
+
+
+# ---- the report --------------------------------------------------------------------------------------
+
+def write_report(folder, *, title: str, info: dict, analysis: dict | None, backtests: list[dict],
+                 articles: pd.DataFrame, feature: str, comparison: list[dict], notes=()) -> Path:
+    """Write report.html, figures/*.png and figures.json into folder; returns the HTML path.
+
+    backtests: dicts with name, status, summary, error and `result` (an object with .daily, or None).
+    articles: one row per article with article_id, session, instruments, text and value (the feature).
+    comparison: rows of gptquant.jobs.history.compare.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    plt = _plt()
+    font = cjk_font()
+    notes = list(notes)
+    if font is None:
+        notes.append("no CJK font installed: Chinese in plot labels renders as boxes (install fonts-noto-cjk)")
+    figs: dict = {"title": title, "info": info, "notes": notes, "comparison": comparison}
+    imgs: dict = {}
+
+    # equity, drawdown, monthly returns
+    ok = [b for b in backtests if b.get("result") is not None]
+    curves = {b["name"]: equity_curves(b["result"].daily) for b in ok}
+    figs["equity"] = {n: {"dates": _dates(c.index), "strategy": _list(c["strategy"]),
+                          **({"benchmark": _list(c["benchmark"])} if "benchmark" in c else {})} for n, c in curves.items()}
+    figs["drawdown"] = {n: {"dates": _dates(c.index), "drawdown": _list(c["drawdown"])} for n, c in curves.items()}
+    months = {b["name"]: monthly_returns(b["result"].daily["returns"]) for b in ok}
+    figs["monthly_returns"] = {n: {str(y): _list(row) for y, row in t.iterrows()} for n, t in months.items()}
+    if curves:
+        fig, ax = plt.subplots(figsize=(9, 4))
+        bench_drawn = False
+        for n, c in curves.items():
+            ax.plot(c.index, c["strategy"], label=n)
+            if "benchmark" in c and not bench_drawn:
+                ax.plot(c.index, c["benchmark"], label="benchmark", color="black", linewidth=1, linestyle="--")
+                bench_drawn = True
+        ax.set_ylabel("growth of 1"), ax.grid(alpha=0.3), ax.legend()
+        imgs["equity"] = _save(fig, folder, "equity")
+        fig, ax = plt.subplots(figsize=(9, 2.8))
+        for n, c in curves.items():
+            ax.fill_between(c.index, c["drawdown"], 0, alpha=0.35, label=n)
+        ax.set_ylabel("drawdown"), ax.grid(alpha=0.3), ax.legend()
+        imgs["drawdown"] = _save(fig, folder, "drawdown")
+
+    # factor analysis
+    if analysis:
+        ic = analysis.get("ic", {})
+        first_h = analysis["horizons"][0]
+        series = {kind: pd.Series(ic.get(kind, {}).get(first_h, {}), dtype="float64") for kind in ("ic", "rank_ic")}
+        for s in series.values():
+            s.index = pd.to_datetime(s.index)
+        figs["ic_by_session"] = {"horizon": first_h, **{k: {"dates": _dates(s.index), "values": _list(s)} for k, s in series.items()}}
+        rk = series["rank_ic"].sort_index()
+        if len(rk):
+            fig, ax = plt.subplots(figsize=(9, 3))
+            ax.bar(rk.index, rk.to_numpy(), width=1.0, color=np.where(rk.to_numpy() >= 0, "tab:green", "tab:red"), alpha=0.5)
+            ax.plot(rk.index, rk.rolling(20, min_periods=5).mean(), color="black", label="20-session mean")
+            ax.axhline(0, color="grey", linewidth=0.8)
+            ax.set_ylabel(f"Rank IC ({first_h})"), ax.legend(), ax.grid(alpha=0.3)
+            imgs["ic_session"] = _save(fig, folder, "ic_session")
+        decay = analysis.get("ic_decay", {})
+        figs["ic_by_horizon"] = decay
+        if decay.get("rank_ic"):
+            hs = sorted(decay["rank_ic"], key=int)
+            fig, ax = plt.subplots(figsize=(6, 3))
+            for kind in ("ic", "rank_ic"):
+                ax.plot([int(h) for h in hs], [decay.get(kind, {}).get(h) for h in hs], marker="o", label=kind)
+            ax.axhline(0, color="grey", linewidth=0.8)
+            ax.set_xlabel("horizon (sessions)"), ax.set_ylabel("mean IC"), ax.legend(), ax.grid(alpha=0.3)
+            imgs["ic_horizon"] = _save(fig, folder, "ic_horizon")
+        qret = analysis.get("quantile_returns", {})
+        figs["quantile_returns"] = qret
+        if qret:
+            frame = pd.DataFrame(qret).astype(float)
+            frame.index = frame.index.astype(int)
+            frame = frame.sort_index()
+            fig, ax = plt.subplots(figsize=(6, 3))
+            width = 0.8 / max(len(frame.columns), 1)
+            for k, col in enumerate(frame.columns):
+                ax.bar(frame.index + (k - (len(frame.columns) - 1) / 2) * width, frame[col] * 1e4, width=width, label=col)
+            ax.set_xlabel("quantile (1 = lowest)"), ax.set_ylabel("mean forward return (bp)"), ax.legend(), ax.grid(alpha=0.3)
+            imgs["quantiles"] = _save(fig, folder, "quantiles")
+
+    # the feature over time and the latest headlines
+    dist = feature_distribution(articles)
+    figs["distribution"] = {"feature": feature, "periods": _dates(dist.index),
+                            **{c: _list(dist[c]) for c in ("p10", "median", "p90", "articles")}}
+    if len(dist):
+        fig, ax = plt.subplots(figsize=(9, 3))
+        ax.fill_between(dist.index, dist["p10"], dist["p90"], alpha=0.3, label="10-90 %")
+        ax.plot(dist.index, dist["median"], label="median")
+        ax.set_ylabel(f"article {feature}"), ax.legend(), ax.grid(alpha=0.3)
+        imgs["distribution"] = _save(fig, folder, "distribution")
+    last, top, bottom = latest_headlines(articles)
+    cut = lambda t: t if len(t) <= HEADLINE_CHARS else t[:HEADLINE_CHARS] + "…"  # noqa: E731
+    figs["headlines"] = {"session": last.date().isoformat() if last is not None else None, "feature": feature,
+                         **{k: [{"article_id": str(r.article_id), "instruments": r.instruments, "value": float(r.value),
+                                 "headline": cut(str(r.text))} for r in t.itertuples()] for k, t in (("top", top), ("bottom", bottom))}}
+
+    atomic_write_text(folder / "figures.json", json.dumps(figs, ensure_ascii=False, indent=1, default=str) + "\n")
+    path = folder / "report.html"
+    atomic_write_text(path, _html(title, info, notes, comparison, backtests, months, analysis, imgs, figs, feature))
+    return path
+
+
+def _table(rows: list[list[str]], head: list[str], cls: str = "") -> str:
+    """rows hold already-escaped cell HTML; head is plain text."""
+    h = "".join(f"<th>{esc(x)}</th>" for x in head)
+    body = "".join("<tr>" + "".join(rows_cell for rows_cell in r) + "</tr>" for r in rows)
+    return f'<table class="{cls}"><thead><tr>{h}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def _td(x, spec=".4f", cls: str = "") -> str:
+    return f'<td class="{cls}">{_num(x, spec)}</td>'
+
+
+def _html(title, info, notes, comparison, backtests, months, analysis, imgs, figs, feature) -> str:
+    parts = [f"<h1>{esc(title)}</h1>"]
+    parts.append(_table([[f"<th>{esc(str(k))}</th>", f"<td>{esc(json.dumps(v, ensure_ascii=False) if isinstance(v, dict) else str(v))}</td>"]
+                         for k, v in info.items()], ["run", ""], "facts"))
+    if notes:
+        parts.append("<ul class='notes'>" + "".join(f"<li>{esc(str(n))}</li>" for n in notes) + "</ul>")
+
+    parts.append("<h2>Compared with the previous run</h2>")
+    if comparison:
+        flagged = [r for r in comparison if r["flagged"]]
+        parts.append(f"<p>{len(flagged)} of {len(comparison)} metric(s) changed beyond their threshold.</p>")
+        rows = [[f"<td>{esc(r['metric'])}</td>", _td(r["previous"]), _td(r["current"]), _td(r["change"]), _td(r["threshold"]),
+                 f"<td class='{'flag' if r['flagged'] else ''}'>{'FLAG' if r['flagged'] else ''}</td>"]
+                for r in sorted(comparison, key=lambda r: not r["flagged"])]
+        parts.append(_table(rows, ["metric", "previous", "current", "change", "threshold", ""], "cmp"))
+    else:
+        parts.append("<p>no previous run of this config to compare with</p>")
+
+    parts.append("<h2>Backtests</h2>")
+    if backtests:
+        keys = list(next((b["summary"] for b in backtests if b.get("summary")), {}) or {})
+        rows = []
+        for b in backtests:
+            s = b.get("summary") or {}
+            status = f"<td class='{'flag' if b['status'] != 'ok' else ''}'>{esc(b['status'])}</td>"
+            rows.append([f"<td>{esc(b['name'])}</td>", status] + [_td(s.get(k)) for k in keys]
+                        + [f"<td class='err'>{esc(b.get('error') or '')}</td>"])
+        parts.append(_table(rows, ["backtest", "status", *keys, "error"], "bt"))
+    else:
+        parts.append("<p>no backtests configured</p>")
+    parts.append("<h3>Equity vs benchmark</h3>" + _img(imgs.get("equity"), "equity curve"))
+    parts.append("<h3>Drawdown</h3>" + _img(imgs.get("drawdown"), "drawdown"))
+    parts.append("<h3>Monthly returns (%)</h3>")
+    for name, t in months.items():
+        rows = [[f"<th>{esc(str(y))}</th>"] + [_td(None if pd.isna(v) else 100 * v, ".2f", "neg" if v < 0 else "") for v in row]
+                for y, row in t.iterrows()]
+        parts.append(f"<h4>{esc(name)}</h4>" + _table(rows, ["year", *[str(m) for m in range(1, 13)], "year"], "months"))
+
+    parts.append("<h2>Factor analysis</h2>")
+    if analysis:
+        cov = analysis["coverage"]
+        parts.append(f"<p>column <b>{esc(analysis['column'])}</b>: {cov['rows_used']} of {cov['panel_rows']} panel rows used, "
+                     f"{cov['sessions']} sessions, {cov['instruments']} instruments ({esc(str(cov['first']))} .. {esc(str(cov['last']))}); "
+                     f"forward returns {esc(analysis['price'])} to {esc(analysis['price'])}</p>")
+        rows = []
+        for h in analysis["horizons"]:
+            ic, rk = analysis["ic_summary"]["ic"][h], analysis["ic_summary"]["rank_ic"][h]
+            rows.append([f"<td>{esc(h)}</td>", _td(ic["mean"]), _td(rk["mean"]), _td(rk["icir"], ".3f"), _td(rk["t_stat"], ".2f"),
+                         _td(rk["n"], ".0f"), _td(analysis["long_short"]["mean"].get(h), ".5f"),
+                         _td(analysis["turnover"]["mean"].get("top"), ".3f")])
+        parts.append(_table(rows, ["horizon", "IC", "Rank IC", "ICIR", "t", "sessions", "long-short", "top-quantile turnover"], "ic"))
+        parts.append("<h3>IC by session</h3>" + _img(imgs.get("ic_session"), "rank IC by session"))
+        parts.append("<h3>IC by horizon</h3>" + _img(imgs.get("ic_horizon"), "IC decay"))
+        parts.append("<h3>Quantile returns</h3>" + _img(imgs.get("quantiles"), "quantile returns"))
+    else:
+        parts.append("<p>no analysis</p>")
+
+    parts.append(f"<h2>Article {esc(feature)} over time</h2>" + _img(imgs.get("distribution"), f"{feature} distribution"))
+    hl = figs["headlines"]
+    parts.append(f"<h2>Latest session ({esc(str(hl['session']))}): highest and lowest {esc(feature)}</h2>")
+    for label, key in (("highest", "top"), ("lowest", "bottom")):
+        rows = [[_td(r["value"]), f"<td>{esc(r['instruments'])}</td>", f"<td class='text'>{esc(r['headline'])}</td>"] for r in hl[key]]
+        parts.append(f"<h3>{label}</h3>" + (_table(rows, [feature, "instruments", "headline"], "news") if rows else "<p>none</p>"))
+
+    style = ("body{font-family:sans-serif;margin:2em;max-width:1100px}table{border-collapse:collapse;margin:0.5em 0}"
+             "td,th{border:1px solid #ccc;padding:2px 8px;text-align:right}td.text{text-align:left}"
+             ".flag{background:#fdd;font-weight:bold}.neg{color:#b00}.err{text-align:left;color:#b00}")
+    return (f'<!DOCTYPE html>\n<html lang="zh"><head><meta charset="utf-8"><title>{esc(title)}</title>'
+            f"<style>{style}</style></head><body>\n" + "\n".join(parts) + "\n</body></html>\n")
