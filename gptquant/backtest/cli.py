@@ -15,7 +15,7 @@ from pathlib import Path
 from ..errors import GptquantError
 
 KEYS = {
-    "": {"title", "data", "panel", "backtest", "strategy", "rules", "output"},
+    "": {"title", "data", "panel", "backtest", "strategy", "rules", "output", "sweep"},
     "data": {"bars", "volume_unit", "instruments", "max_instruments", "benchmark", "benchmark_data"},
     "panel": {"path", "momentum", "panel_at"},
     "backtest": {"start", "end", "capital_base"},
@@ -27,12 +27,26 @@ KEYS = {
 def configure(verb, parser):
     parser.add_argument("config", help="backtest config (TOML): data, panel, strategy module and params, dates, rules")
     parser.add_argument("--out", help="output folder (default: [output] dir, else backtest_out/<config name>)")
+    sweep = parser.add_argument_group("parameter sweep (gptquant.backtest.sweep)")
+    sweep.add_argument("--sweep", action="store_true", help="run the grid in the config's [sweep] table, one task per point")
+    sweep.add_argument("--engine", choices=("local", "ray"), default="local", help="local process pool (default) or Ray")
+    sweep.add_argument("--workers", type=int, default=None, help="parallel tasks (default: CPU count)")
+    sweep.add_argument("--address", default=None, help="Ray cluster address (default: a running or new local Ray)")
+    sweep.add_argument("--history", default=None, help="SQLite run history (default: <out>/history.sqlite)")
     parser.set_defaults(func=main)
 
 
 def main(args) -> int:
+    if getattr(args, "sweep", False):
+        from .sweep import main as sweep_main
+
+        return sweep_main(args)
+    if getattr(args, "engine", "local") != "local" or any(getattr(args, k, None) for k in ("workers", "address", "history")):
+        raise GptquantError("--engine, --workers, --address and --history apply only with --sweep")
     path = Path(args.config)
     config = load_config(path)
+    if "sweep" in config:
+        raise GptquantError(f"{path}: has a [sweep] table; run it with --sweep (or remove the table)")
     result = run_config(config, path.parent)
     out = Path(args.out) if args.out else _out_dir(config, path)
     result.save(out)

@@ -1,0 +1,25 @@
+"""`--sweep --engine ray` (local Ray, 2 CPUs) gives the same rows as the in-process run, failures included."""
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+pytest.importorskip("backtrader")
+ray = pytest.importorskip("ray", reason="Ray is an optional extra: pip install 'gptquant[ray]'")
+
+from gptquant.backtest.sweep import run_sweep  # noqa: E402
+from test_sweep import check_results, project  # noqa: E402,F401  (fixture)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def local_ray():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def test_ray_sweep_matches_the_local_run(project, tmp_path):
+    on_ray = run_sweep(project / "sweep.toml", tmp_path / "ray", engine="ray", workers=2, progress=False)
+    check_results(on_ray, tmp_path / "ray")
+    local = run_sweep(project / "sweep.toml", tmp_path / "local", workers=1, progress=False)
+    pd.testing.assert_frame_equal(on_ray.drop(columns="seconds"), local.drop(columns="seconds"), check_dtype=False)
