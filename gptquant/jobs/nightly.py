@@ -292,6 +292,28 @@ def _window(news, rejects, start, end):
     return news[~out].reset_index(drop=True), rejects
 
 
+def load_bars_cached(source: Path, cache_dir: Path, volume_unit: str):
+    """load_bars of a price file, kept as Parquet keyed by the file's hash: parsing a large CSV every
+    night would cost more than the rest of an incremental run. Folders of bar files are read directly."""
+    import pandas as pd
+
+    from ..features.panel import write_parquet
+    from ..market.prices import load_bars
+
+    if not Path(source).is_file():
+        return load_bars(source, volume_unit=volume_unit)
+    stem = re.sub(r"\W", "_", Path(source).stem)
+    cached = cache_dir / f"bars-{stem}-{_file_hash(Path(source))}-{volume_unit}.parquet"
+    if cached.is_file():
+        return pd.read_parquet(cached)
+    bars = load_bars(source, volume_unit=volume_unit)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    for old in cache_dir.glob(f"bars-{stem}-*-{volume_unit}.parquet"):
+        old.unlink(missing_ok=True)  # keep only the latest version of this price file
+    write_parquet(bars, cached)
+    return bars
+
+
 def choose_column(panel, wanted: str = "auto") -> tuple[str, list[str]]:
     """The panel column to analyse and trade, and notes for the report."""
     if wanted != "auto":
@@ -405,7 +427,8 @@ def _run(config, paths, config_dir, fingerprint, hist, previous, scorer, progres
             first, last = days.min(), days.max()
             horizons = [int(h) for h in ac.get("horizons", (1, 5, 10))]
             pr = config["prices"]
-            bars = load_bars(paths["bars"], start=first - pd.Timedelta(days=60), volume_unit=pr.get("volume_unit", "shares"))
+            bars = load_bars_cached(paths["bars"], paths["out"] / "cache", pr.get("volume_unit", "shares"))
+            bars = bars[bars["datetime"] >= first - pd.Timedelta(days=60)].reset_index(drop=True)
             result = analyze(panel, column, bars, horizons=horizons, quantiles=int(ac.get("quantiles", 5)),
                              price=ac.get("price", "open"), min_assets=int(ac.get("min_assets", 5)))
             _atomic_json(run_dir / "analysis.json", result)
