@@ -89,3 +89,5 @@ def test_restore_order_reorders_and_refuses_lost_rows():
     assert restore_order(ids, parts)["x"].tolist() == [3, 1, 2]
     with pytest.raises(GptquantError, match="2 rows for 3 articles"):
         restore_order(ids, parts[:1])
+    with pytest.raises(GptquantError, match="ids do not match"):  # one row twice, another lost
+        restore_order(ids, [parts[0], parts[0].head(1)])

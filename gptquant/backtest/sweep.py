@@ -110,7 +110,7 @@ def _ray(tasks, workers: int, address: str | None):
     started = False
     if not ray.is_initialized():
         try:
-            ray.init(address=address, include_dashboard=False, log_to_driver=False,
+            ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level="ERROR",
                      **({} if address else {"num_cpus": workers}))
         except (ConnectionError, RuntimeError, ValueError) as exc:
             raise GptquantError(f"cannot start or reach Ray{f' at {address}' if address else ''}: {exc}") from None

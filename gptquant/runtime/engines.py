@@ -36,18 +36,22 @@ def worker_threads(threads: int | None, workers: int) -> int | None:
     return max(1, (os.cpu_count() or 1) // workers)
 
 
+def check_engine(kind: str, workers, address: str | None = None) -> None:
+    if kind not in ENGINES:
+        raise GptquantError(f"engine must be one of {', '.join(ENGINES)}, got {kind!r}")
+    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
+        raise GptquantError(f"workers must be a positive integer, got {workers!r}")
+    if address and kind != "ray":
+        raise GptquantError("--address applies only to --engine ray")
+
+
 @contextmanager
 def open_engine(kind: str = "local", *, bundle_dir, bundle_hash: str, workers: int = 1, threads: int | None = None,
                 batch_size: int = 32, address: str | None = None, scorer=None):
     """An engine: a callable `map(parts)` taking (key, DataFrame[article_id, text]) pairs and yielding
     (key, features) as parts finish. `local` with one worker scores in this process (reusing `scorer`
     when given); more workers use a spawned process pool. `ray` uses one actor per worker."""
-    if kind not in ENGINES:
-        raise GptquantError(f"engine must be one of {', '.join(ENGINES)}, got {kind!r}")
-    if not isinstance(workers, int) or workers < 1:
-        raise GptquantError(f"workers must be a positive integer, got {workers!r}")
-    if address and kind != "ray":
-        raise GptquantError("--address applies only to --engine ray")
+    check_engine(kind, workers, address)
     spec = (str(bundle_dir), bundle_hash, worker_threads(threads, workers), batch_size)
     if kind == "ray":
         with _ray_engine(spec, workers, address) as run:
@@ -67,6 +71,7 @@ def score_articles(articles: pd.DataFrame, model, *, engine: str = "local", work
     read_news), one row per article in input order, whichever engine ran them."""
     from .scorer import load_model
 
+    check_engine(engine, workers, address)
     missing = [c for c in ("article_id", "text") if c not in articles.columns]
     if missing:
         raise GptquantError(f"articles table lacks column(s) {', '.join(missing)}")
@@ -95,9 +100,10 @@ def restore_order(article_ids: pd.Series, frames: list[pd.DataFrame]) -> pd.Data
     """Concatenate part results and put rows in the order of `article_ids`, refusing any lost or extra row."""
     result = pd.concat(frames, ignore_index=True)
     ids = pd.Index(article_ids)
-    if len(result) != len(ids) or not result["article_id"].isin(ids).all():
+    got = result["article_id"]
+    if len(result) != len(ids) or got.duplicated().any() or not got.isin(ids).all():
         raise GptquantError(f"engine returned {len(result)} rows for {len(ids)} articles; ids do not match")
-    if result["article_id"].tolist() != ids.tolist():
+    if got.tolist() != ids.tolist():
         result = result.set_index("article_id").loc[ids].reset_index()
     return result
 
@@ -175,7 +181,7 @@ def _ray_engine(spec, workers: int, address: str | None):
     started = False
     if not ray.is_initialized():
         try:
-            ray.init(address=address, include_dashboard=False, log_to_driver=False,
+            ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level="ERROR",
                      **({} if address else {"num_cpus": max(workers, os.cpu_count() or 1)}))
         except (ConnectionError, RuntimeError, ValueError) as exc:
             raise GptquantError(f"cannot start or reach Ray{f' at {address}' if address else ''}: {exc}") from None
