@@ -336,7 +336,8 @@ def run_nightly(config_path, out=None, force: bool = False, scorer=None, progres
     status is "ok", "failed" (a backtest failed; the rest of the run completed) or "skipped" (inputs unchanged
     since the previous ok run and not `force`). A stage before the backtests failing records the run as
     "error" and raises GptquantError. `scorer` replaces the config's bundle (anything with .score(texts) and
-    .bundle_hash), for tests and for callers that hold a loaded model.
+    .bundle_hash), for tests and for callers that hold a loaded model. `overrides` are merged into the
+    config (same shape), e.g. {"news": {"sources": [...]}}.
     """
     from .history import History
 
@@ -464,7 +465,7 @@ def _run(config, paths, config_dir, fingerprint, hist, previous, scorer, progres
             failed = [b["name"] for b in bt_rows if b["status"] != "ok"]
             record["status"] = "failed" if failed else "ok"
             record["seconds"] = round(time.perf_counter() - t_start, 3)
-            _atomic_json(run_dir / "run.json", {k: v for k, v in record.items()} | {"comparison": comparison})
+            _atomic_json(run_dir / "run.json", {**record, "comparison": comparison})
             hist.record(record)
             from ..bundle import atomic_write_text
 
