@@ -1,116 +1,116 @@
 """`gptquant demo`: the embedded default job on a world this project generates itself.
 
-Stages (each the same code a user's verb runs): make the demo world -> `lm pretrain` a tiny GPT-2 on
-its corpus -> `export --int8` -> `score` the news -> `panel` -> `analyze`. Everything lands in --out,
-with summary.json holding each stage's figures and wall time.
+Stages, each the same code a user's verb runs: make the demo world (news whose sentiment really moves
+later returns) -> `lm pretrain` a tiny GPT-2 on its corpus -> `train sentiment --method ptuning` on
+its labelled set -> `export --int8` -> `nightly backtests/demo.toml` (score with cache, point-in-time
+panel, factor analysis, backtests, HTML report). summary.json holds each stage's figures and time.
 """
 from __future__ import annotations
 
 import json
+import os
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from .bundle import atomic_write_text
+from .errors import GptquantError
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO_CONFIG = REPO / "backtests" / "demo.toml"
 
 
 def configure(verb, parser) -> None:
     parser.add_argument("--out", default="demo_out", help="output folder (default demo_out)")
     parser.add_argument("--minutes", type=float, default=1.0, help="pretraining time budget (default 1 minute)")
+    parser.add_argument("--steps", type=int, default=None, help="pretraining steps instead of a time budget (repeatable runs)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--threads", type=int, default=None, help="onnxruntime/torch threads (default: all cores)")
+    parser.add_argument("--config", default=str(DEMO_CONFIG), help="nightly config run on the demo world")
     parser.set_defaults(func=_run)
 
 
 def _run(args) -> int:
-    summary = run_demo(args.out, minutes=args.minutes, seed=args.seed, threads=args.threads)
-    print(json.dumps({k: v for k, v in summary.items() if k != "paths"}, ensure_ascii=False, indent=1))
-    print(f"demo outputs in {args.out}/")
-    return 0
+    summary = run_demo(args.out, minutes=args.minutes, steps=args.steps, seed=args.seed, threads=args.threads,
+                       config=args.config)
+    print(json.dumps(summary["headline"], ensure_ascii=False, indent=1))
+    print(f"report: {summary['headline']['report']}")
+    return 0 if summary["headline"]["status"] == "ok" else 1
 
 
-class _Stages:
-    """Times each stage and keeps its figures for summary.json."""
-
-    def __init__(self):
-        self.summary = {"stages": {}}
-
-    def __call__(self, name):
-        stages = self.summary["stages"]
-
-        class _Stage:
-            def __enter__(self_):
-                print(f"[demo] {name} ...", flush=True)
-                self_.t0 = time.time()
-                self_.info = {}
-                return self_.info
-
-            def __exit__(self_, *exc):
-                stages[name] = {"seconds": round(time.time() - self_.t0, 2), **self_.info}
-                return False
-
-        return _Stage()
+@contextmanager
+def _stage(summary: dict, name: str):
+    print(f"[demo] {name} ...", flush=True)
+    info: dict = {}
+    t0 = time.time()
+    yield info
+    summary["stages"][name] = {"seconds": round(time.time() - t0, 2), **info}
 
 
-def run_demo(out="demo_out", minutes: float = 1.0, seed: int = 7, threads: int | None = None) -> dict:
-    from .demo_world import make_world
+def run_demo(out="demo_out", minutes: float | None = 1.0, steps: int | None = None, seed: int = 7,
+             threads: int | None = None, config=DEMO_CONFIG) -> dict:
+    from .demo_world import LABELS, make_world
     from .errors import require
 
-    require("torch", "train", "the demo's pretraining step")
+    require("torch", "train", "the demo's training steps")
+    from .jobs.nightly import run_nightly
+    from .lm.checkpoint import load_checkpoint
     from .lm.export import export_bundle
     from .lm.generate import sample
-    from .lm.checkpoint import load_checkpoint
     from .lm.pretrain import pretrain
+    from .lm.sentiment import train_sentiment
 
-    out = Path(out)
+    out = Path(out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    stage = _Stages()
-    with stage("world") as info:
+    if not Path(config).is_file():
+        raise GptquantError(f"{config}: demo nightly config not found (run the demo from the repository)")
+    summary: dict = {"stages": {}}
+    model_dir, head_dir, bundle_dir = out / "model", out / "model-sentiment", out / "models" / "demo-int8"
+    with _stage(summary, "world") as info:
         paths = make_world(out / "world", seed=seed)
         info["files"] = {k: str(Path(v).relative_to(out)) for k, v in paths.items()}
-    model_dir, bundle_dir = out / "model", out / "models" / "demo-int8"
-    with stage("pretrain") as info:
-        print(f"       = gptquant lm pretrain --config tiny --corpus {paths['corpus']} --out {model_dir} --minutes {minutes}")
-        info.update(pretrain(model_dir, paths["corpus"], config="tiny", minutes=minutes, epochs=4, block=64,
-                             batch=16, lr=3e-3, seed=seed, vocab_size=3000, resume=False, threads=threads))
+    with _stage(summary, "pretrain") as info:
+        print(f"       = gptquant lm pretrain --config tiny --corpus {paths['corpus']} --out {model_dir}")
+        info.update(pretrain(model_dir, paths["corpus"], config="tiny", steps=steps, minutes=None if steps else minutes,
+                             epochs=4, block=64, batch=16, lr=3e-3, seed=seed, vocab_size=3000, resume=False,
+                             threads=threads, progress=False))
         info["sample"] = "公司公告，" + sample(load_checkpoint(model_dir), "公司公告，", max_new_tokens=30, seed=seed)
-    with stage("export") as info:
-        print(f"       = gptquant export {model_dir} --out {bundle_dir} --int8 --max-length 128")
-        manifest = export_bundle(model_dir, bundle_dir, int8=True, max_length=128, exporter="torchscript")
-        info.update(precision=manifest["precision"], parity=manifest["parity"]["int8"])
-    features_path = out / "features.parquet"
-    with stage("score") as info:
-        from .runtime import Scorer
-        from .runtime.news import read_news
-
-        news, rejects = read_news(paths["news"])
-        scorer = Scorer(bundle_dir, threads=threads)
-        feats = scorer.score(news["text"])
-        feats.insert(0, "article_id", news["article_id"].to_numpy())
-        _write_parquet(feats, features_path)
-        info.update(articles=len(feats), rejected=len(rejects), tokens_per_second=round(scorer.tokens_per_second, 1),
-                    nll_mean=float(feats["nll_mean"].mean()), ppl_median=float(feats["ppl"].median()))
-    with stage("panel") as info:
-        from .features.panel import build_panel
-
-        panel, prej = build_panel(feats, news, return_rejects=True)
-        _write_parquet(panel, out / "panel.parquet")
-        info.update(rows=len(panel), columns=len(panel.columns), rejected=len(prej))
-    with stage("analyze") as info:
-        from .analysis.factor import analyze
-        from .market.prices import load_bars
-
-        bars = load_bars(paths["prices"])
-        column = "sentiment_ewm" if "sentiment_ewm" in panel.columns else "nll_mean_ewm"
-        result = analyze(panel, column, bars, horizons=(1, 5))
-        atomic_write_text(out / "analysis.json", json.dumps(result, ensure_ascii=False, indent=1))
-        info.update(column=column, ic_summary=result["ic_summary"]["rank_ic"])
-    summary = stage.summary
-    summary["paths"] = {"bundle": str(bundle_dir), "features": str(features_path), "panel": str(out / "panel.parquet")}
+    with _stage(summary, "sentiment") as info:
+        print(f"       = gptquant train sentiment --model {model_dir} --data {paths['labelled']} --method ptuning --out {head_dir}")
+        res = train_sentiment(model_dir, paths["labelled"], head_dir, method="ptuning", labels=list(LABELS), steps=500,
+                              batch=16, lr=1e-2, max_length=64, patience=20, seed=seed, resume=False, progress=False,
+                              threads=threads)
+        info.update(_validation(res))
+    with _stage(summary, "export") as info:
+        print(f"       = gptquant export {head_dir} --out {bundle_dir} --int8 --max-length 128")
+        manifest = export_bundle(head_dir, bundle_dir, int8=True, max_length=128, exporter="torchscript")
+        info.update(precision=manifest["precision"], labels=manifest.get("labels"), parity=manifest["parity"]["int8"])
+    with _stage(summary, "nightly") as info:
+        print(f"       = GPTQUANT_DEMO_OUT={out} gptquant nightly {config}")
+        os.environ["GPTQUANT_DEMO_OUT"] = str(out)
+        run = run_nightly(config, force=True, progress=False)
+        info.update({k: run.get(k) for k in ("run_id", "status", "failed", "report", "timings")})
+    summary["headline"] = _headline(run)
     atomic_write_text(out / "summary.json", json.dumps(summary, ensure_ascii=False, indent=1, default=str))
     return summary
 
 
-def _write_parquet(frame, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    frame.to_parquet(tmp)
-    tmp.replace(path)
+def _validation(res: dict) -> dict:
+    """Accuracy / macro-F1 of the head and the baseline from train_sentiment's summary, whatever its nesting."""
+    keep = {}
+    for key in ("validation", "metrics", "head", "baseline"):
+        if key in res:
+            keep[key] = res[key]
+    return keep or {k: v for k, v in res.items() if isinstance(v, (int, float, str))}
+
+
+def _headline(run: dict) -> dict:
+    """The figures a reader checks first: mean IC of the traded column and each strategy vs its benchmark."""
+    analysis = run.get("analysis") or {}
+    head = {"status": run.get("status"), "report": run.get("report"), "column": analysis.get("column"),
+            "ic_mean": analysis.get("ic"), "rank_ic_mean": analysis.get("rank_ic")}
+    for bt in run.get("backtests") or []:
+        s = bt.get("summary") or {}
+        head[bt["name"]] = {"status": bt["status"], **{k: s.get(k) for k in (
+            "total_return", "benchmark_return", "annual_return", "sharpe", "max_drawdown")}}
+    return head
