@@ -71,6 +71,18 @@ def main() -> int:
             D.FEATURES = old
         extra[name] = rep["test_auroc"]["ai_score"]
         print(f"context only, not shipped: ai_score {name}: test AUROC {extra[name]:.4f}")
+    # context: a probe on the same pass's pooled hidden state (a style classifier, not a zero-shot statistic)
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import train_test_split
+
+    from gptquant.lm.metrics import auroc
+
+    emb = np.concatenate([scorer.embed(human), scorer.embed(machine)])
+    tr, te = train_test_split(np.arange(len(y)), test_size=0.2, random_state=args.seed, stratify=y)
+    mu, sd = emb[tr].mean(0), emb[tr].std(0) + 1e-6
+    probe = LogisticRegression(C=0.1, max_iter=3000).fit((emb[tr] - mu) / sd, y[tr])
+    extra["pooled-state probe"] = auroc(y[te], probe.decision_function((emb[te] - mu) / sd))
+    print(f"context only, not shipped: logistic probe on pooled hidden states: test AUROC {extra['pooled-state probe']:.4f}")
     if args.out:
         Path(args.out).write_text(json.dumps({"report": report, "context": extra, "detector": det}, indent=2))
     return 0

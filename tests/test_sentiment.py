@@ -49,6 +49,11 @@ def test_linear_probe_learns_the_planted_signal(tiny_checkpoint, data_csv, tmp_p
     assert s["baseline_validation"]["n"] == s["validation"]["n"]  # the baseline saw the same split
     meta = json.loads((tmp_path / "m" / S.HEAD_JSON).read_text())
     assert meta["method"] == "linear" and meta["temperature"] > 0
+    # in the bundle the probe reads the feature pass's hidden states; same probabilities as torch
+    export_bundle(tmp_path / "m", tmp_path / "b", max_length=48, exporter="torchscript", optimize="off")
+    texts = labelled(10, seed=7)["text"].tolist()
+    got = Scorer(tmp_path / "b").score(texts)[["sent_neg", "sent_neu", "sent_pos"]].to_numpy()
+    np.testing.assert_allclose(got, S.predict_probs(tmp_path / "m", texts, max_length=48)[0], atol=1e-4)
 
 
 def test_ptuned_prompt_is_baked_and_the_bundle_matches_torch(ptuned, tmp_path):
@@ -61,7 +66,7 @@ def test_ptuned_prompt_is_baked_and_the_bundle_matches_torch(ptuned, tmp_path):
     assert len(set(words)) == 3 and all(w in vocab for w in words)
     assert meta["verbalizer_ids"] == [vocab[w] for w in words]
     bundle = tmp_path / "b"
-    manifest = export_bundle(out, bundle, max_length=48, exporter="torchscript")
+    manifest = export_bundle(out, bundle, max_length=48, exporter="torchscript", optimize="off")
     assert manifest["labels"] == list(LABELS) and manifest["heads"]["sentiment"]["method"] == "ptuning"
     graph = onnx.load(str(bundle / B.MODEL_FILE))
     assert [i.name for i in graph.graph.input] == list(B.INPUTS)
@@ -124,7 +129,7 @@ def test_finetune_trains_its_own_copy_and_keeps_the_base_lm_features(tiny_checkp
     base = load_checkpoint(tiny_checkpoint).model.transformer.state_dict()
     tuned = head.body.state_dict()
     assert any(not np.allclose(base[k].numpy(), tuned[k].numpy()) for k in base if k in tuned), "body never trained"
-    export_bundle(out, tmp_path / "b", max_length=48, exporter="torchscript")
+    export_bundle(out, tmp_path / "b", max_length=48, exporter="torchscript", optimize="off")
     texts = labelled(8, seed=9)["text"].tolist()
     ft, plain = Scorer(tmp_path / "b").score(texts), Scorer(tiny_bundle).score(texts)
     np.testing.assert_allclose(ft["nll_mean"], plain["nll_mean"], atol=1e-5)
