@@ -115,7 +115,7 @@ def main() -> int:
     print(f"peak RSS           : {rss_engine:,.0f} MiB (after the engine run)")
     print(f"final equity       : engine {eq.iloc[-1]:,.0f}  reference {ref.iloc[-1]:,.0f}  "
           f"({eq.iloc[-1] / ref.iloc[-1] - 1:+.2%}); daily-return correlation {corr:.4f}")
-    print(f"engine summary     : " + ", ".join(f"{k}={v:.3f}" for k, v in res.summary.items()))
+    print("engine summary     : " + ", ".join(f"{k}={v:.3f}" for k, v in res.summary.items()))
     return 0
 
 

@@ -30,7 +30,6 @@ SHARED = Path(os.environ.get("GPTQUANT_SHARED", REPO.parent / "shared"))
 
 def measure(kind: str, workers: int, scorer, frame, part_size: int, threads: int) -> tuple[dict, object]:
     """Start-up (engine + one 1-article part per worker), then the steady run over every part."""
-    import pandas as pd
 
     from gptquant.runtime.engines import open_engine, restore_order
 

@@ -58,7 +58,6 @@ def make_uer_checkpoint(root: Path) -> Path:
 
 def child(engine: str, target: str, threads: int, batches: int) -> dict:
     """Runs in a fresh process: time one engine on the same texts; report tok/s and peak RSS."""
-    import numpy as np
 
     texts = texts_of_about(32 * batches)
     out = {"engine": engine}

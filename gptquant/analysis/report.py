@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..bundle import atomic_write_text
+from ..atomic import atomic_write_bytes, atomic_write_text
 
 CJK_FONTS = ("Noto Sans CJK SC", "Noto Sans CJK JP", "Noto Sans SC", "Source Han Sans SC", "WenQuanYi Zen Hei",
              "WenQuanYi Micro Hei", "SimHei", "Microsoft YaHei", "PingFang SC", "AR PL UMing CN")
@@ -55,8 +55,6 @@ def cjk_font() -> str | None:
 def _save(fig, folder: Path, name: str) -> str:
     """Write figures/<name>.png atomically; return its base64 for inlining."""
     import io
-    import os
-    import tempfile
 
     buf = io.BytesIO()
     with warnings.catch_warnings():
@@ -64,12 +62,7 @@ def _save(fig, folder: Path, name: str) -> str:
         fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
     _plt().close(fig)
     data = buf.getvalue()
-    path = folder / "figures" / f"{name}.png"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-    os.replace(tmp, path)
+    atomic_write_bytes(folder / "figures" / f"{name}.png", data)
     return base64.b64encode(data).decode("ascii")
 
 

@@ -9,12 +9,12 @@ import base64
 import html
 import io
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from ..atomic import atomic_write_text
 
 YEAR = 252
 SUMMARY_KEYS = ("annual_return", "sharpe", "max_drawdown", "alpha", "beta", "information_ratio", "win_rate",
@@ -96,7 +96,7 @@ capital {esc(_fmt(self.capital_base))}, benchmark {esc(self.benchmark or 'none')
 <h2>Last closed trades</h2>{trades}
 </body></html>
 """
-        _write_atomic(path, doc)
+        atomic_write_text(path, doc)
         return path
 
     def _equity_png(self) -> str:
@@ -124,9 +124,9 @@ capital {esc(_fmt(self.capital_base))}, benchmark {esc(self.benchmark or 'none')
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in self.summary.items()}
-        _write_atomic(folder / "summary.json", json.dumps(clean, indent=2) + "\n")
+        atomic_write_text(folder / "summary.json", json.dumps(clean, indent=2) + "\n")
         for name in ("daily", "orders", "trades"):
-            _write_atomic(folder / f"{name}.csv", getattr(self, name).to_csv(index=(name == "daily")))
+            atomic_write_text(folder / f"{name}.csv", getattr(self, name).to_csv(index=(name == "daily")))
         self.to_html(folder / "report.html")
         return folder
 
@@ -135,15 +135,3 @@ def _fmt(v) -> str:
     if isinstance(v, (float, np.floating)):
         return "nan" if not math.isfinite(v) else f"{v:,.4f}"
     return str(v)
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

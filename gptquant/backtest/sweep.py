@@ -17,13 +17,14 @@ import json
 import math
 import os
 import sys
-import tempfile
 import time
 import uuid
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 
-from ..errors import GptquantError, MissingExtra
+from ..errors import GptquantError
+from ..atomic import atomic_write
+from ..ray_session import ray_session
 
 SCALARS = (bool, int, float, str)
 
@@ -103,20 +104,8 @@ def _local(tasks, workers: int):
 def _ray(tasks, workers: int, address: str | None):
     """Ray tasks (1 CPU each), at most `workers` in flight. Joins a running Ray, else the cluster at
     `address`, else starts a local one for the sweep."""
-    try:
-        import ray
-    except ImportError:
-        raise MissingExtra("ray", "ray", "--engine ray") from None
-    started = False
-    if not ray.is_initialized():
-        try:
-            ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level="ERROR",
-                     **({} if address else {"num_cpus": workers}))
-        except (ConnectionError, RuntimeError, ValueError) as exc:
-            raise GptquantError(f"cannot start or reach Ray{f' at {address}' if address else ''}: {exc}") from None
-        started = True
-    remote = ray.remote(num_cpus=1, max_retries=0)(run_task)
-    try:
+    with ray_session(workers, address) as ray:
+        remote = ray.remote(num_cpus=1, max_retries=0)(run_task)
         todo, pending = iter(tasks), {}
         while True:
             while len(pending) < workers and (args := next(todo, None)) is not None:
@@ -130,9 +119,6 @@ def _ray(tasks, workers: int, address: str | None):
                     yield args, ray.get(ref)
                 except ray.exceptions.RayError as exc:  # the worker died or could not import the task
                     yield args, exc
-    finally:
-        if started:
-            ray.shutdown()
 
 
 # ---- the sweep --------------------------------------------------------------------------------------
@@ -144,7 +130,6 @@ def run_sweep(config_path, out=None, *, engine: str = "local", workers: int | No
     Writes `<out>/task-NNNN.json` per task, `<out>/sweep_results.parquet`, and one run in the history
     (default `<out>/history.sqlite`). Columns: task, name, status, error, seconds, param_<name>..., and the
     summary metrics (NaN for failed tasks)."""
-    import pandas as pd
     from tqdm import tqdm
 
     from .cli import _out_dir, load_config
@@ -181,7 +166,7 @@ def run_sweep(config_path, out=None, *, engine: str = "local", workers: int | No
     seconds = round(time.perf_counter() - t0, 3)
 
     table = _table([rows[i] for i in range(len(tasks))], list(grid[0]))
-    _atomic_parquet(table, out / "sweep_results.parquet")
+    atomic_write(out / "sweep_results.parquet", lambda tmp: table.to_parquet(tmp, index=False))
     _record(config, path, out, history, rows, started, seconds, engine, workers)
     table.attrs["out"] = str(out)
     return table
@@ -204,16 +189,6 @@ def _table(rows: list[dict], names: list[str]):
     table["seconds"] = table["seconds"].astype("float64")
     return table
 
-
-def _atomic_parquet(table, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        table.to_parquet(tmp, index=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _record(config, path: Path, out: Path, history, rows: dict, started: str, seconds: float, engine: str, workers: int):

@@ -275,16 +275,6 @@ def to_qlib(panel: pd.DataFrame, column: str = "sentiment_ewm") -> pd.DataFrame:
 
 def write_parquet(frame: pd.DataFrame, path) -> None:
     """Write Parquet atomically: a temp file in the target's directory, then os.replace."""
-    import os
-    import tempfile
-    from pathlib import Path
+    from ..atomic import atomic_write
 
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        frame.to_parquet(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda tmp: frame.to_parquet(tmp))

@@ -420,7 +420,6 @@ def _run(config, paths, config_dir, fingerprint, hist, previous, scorer, progres
         stage = "analysis"
         with _stage(timings, "analysis"):
             from ..analysis.factor import analyze
-            from ..market.prices import load_bars
 
             ac = config.get("analysis", {})
             column, notes = choose_column(panel, ac.get("column", "auto"))

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..atomic import atomic_write_text
 from ..errors import GptquantError, require
 from ..text import normalize_text
 from ..tokenize import SpecialTokens, token_ids
@@ -196,7 +197,7 @@ def pretrain(out, corpus, model=None, config: str = "small", steps: int | None =
         with torch.no_grad():
             vl = float(np.mean([float(_lm_loss(net, torch.from_numpy(val[i:i + batch]))) for i in range(0, len(val), batch)]))
         summary.update(val_loss=vl, val_ppl=float(math.exp(vl)))
-    _atomic_write(out / "TRAINING.json", json.dumps(summary, indent=1))
+    atomic_write_text(out / "TRAINING.json", json.dumps(summary, indent=1))
     return summary
 
 
@@ -207,11 +208,6 @@ def _lm_loss(net, x):
     logits = net(input_ids=x[:, :-1]).logits
     return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), x[:, 1:].reshape(-1))
 
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def _save_weights(net, out: Path) -> None:

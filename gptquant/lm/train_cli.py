@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 from ..errors import GptquantError
+from ..atomic import atomic_write
 
 
 def configure(verb: str, parser) -> None:
@@ -135,10 +134,10 @@ def _label_market(args) -> int:
     labelled, rejects = L.market_labels(args.news, bars, args.benchmark, benchmark_code=args.benchmark_code,
                                         horizon=args.horizon, down=args.down, up=args.up, cutoff=args.cutoff)
     out = Path(args.out)
-    _atomic(out, lambda p: labelled.to_parquet(p, index=False) if out.suffix in (".parquet", ".pq")
+    atomic_write(out, lambda p: labelled.to_parquet(p, index=False) if out.suffix in (".parquet", ".pq")
             else labelled.to_csv(p, index=False))
     rej = Path(args.rejects) if args.rejects else out.with_name(out.stem + ".rejects.csv")
-    _atomic(rej, lambda p: rejects.to_csv(p, index=False))
+    atomic_write(rej, lambda p: rejects.to_csv(p, index=False))
     counts = labelled["label"].value_counts().reindex(list(L.LABELS), fill_value=0)
     print(f"labelled {len(labelled)} (article, instrument) rows: " + ", ".join(f"{k} {v}" for k, v in counts.items())
           + f"; {len(rejects)} rejected -> {rej}")
@@ -159,18 +158,6 @@ def _eval_sentiment(args) -> int:
     for name, r in results.items():
         print(f"confusion [true x predicted] {name}: {r['confusion']}")
     if args.json:
-        _atomic(Path(args.json), lambda p: Path(p).write_text(json.dumps(results, ensure_ascii=False, indent=2),
+        atomic_write(Path(args.json), lambda p: Path(p).write_text(json.dumps(results, ensure_ascii=False, indent=2),
                                                                encoding="utf-8"))
     return 0
-
-
-def _atomic(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 from ..errors import GptquantError
+from ..atomic import atomic_write
 
 PART_SIZE = 1024  # articles per part file
 
@@ -74,7 +73,7 @@ def run_score(args) -> int:
     articles, rejects = read_news(args.news, text_column=args.text_column, require_meta=False)
     rejects_path = Path(f"{out}.rejects.csv")
     if len(rejects):
-        _atomic(rejects_path, lambda tmp: rejects.to_csv(tmp, index=False, encoding="utf-8"))
+        atomic_write(rejects_path, lambda tmp: rejects.to_csv(tmp, index=False, encoding="utf-8"))
     elif rejects_path.exists():
         rejects_path.unlink()  # a stale file from an earlier run would misreport this one
     if not len(articles):
@@ -99,7 +98,7 @@ def run_score(args) -> int:
                         threads=args.threads, batch_size=args.batch_size, address=args.address, scorer=scorer) as run:
         bar.update(sum(min(args.part_size, n - s) for s in done))
         for s, feats in run(todo):  # parts arrive as they finish; each is written atomically
-            _atomic(parts_dir / _part_name(s), lambda tmp: feats.to_parquet(tmp, index=False))
+            atomic_write(parts_dir / _part_name(s), lambda tmp: feats.to_parquet(tmp, index=False))
             scored += len(feats)
             tokens += int(feats["n_tokens"].sum())
             bar.update(len(feats))
@@ -110,9 +109,9 @@ def run_score(args) -> int:
         raise GptquantError(f"{parts_dir}: parts hold {sum(map(len, frames))} rows, expected {n}; delete the folder and re-run")
     result = restore_order(articles["article_id"], frames)  # rows in news order, checked by article id
     if out.suffix.lower() == ".csv":
-        _atomic(out, lambda tmp: result.to_csv(tmp, index=False, encoding="utf-8"))
+        atomic_write(out, lambda tmp: result.to_csv(tmp, index=False, encoding="utf-8"))
     else:
-        _atomic(out, lambda tmp: result.to_parquet(tmp, index=False))
+        atomic_write(out, lambda tmp: result.to_parquet(tmp, index=False))
     shutil.rmtree(parts_dir, ignore_errors=True)
 
     resumed = f", {n - scored} resumed from parts" if scored < n else ""
@@ -145,23 +144,11 @@ def _prepare_parts(parts_dir: Path, key: str) -> None:
         for p in parts_dir.glob("part-*.parquet"):  # from another news file or model: not reusable
             p.unlink()
     parts_dir.mkdir(exist_ok=True)
-    _atomic(meta, lambda tmp: Path(tmp).write_text(json.dumps({"key": key})))
+    atomic_write(meta, lambda tmp: Path(tmp).write_text(json.dumps({"key": key})))
 
 
 def _part_name(start: int) -> str:
     return f"part-{start:09d}.parquet"
-
-
-def _atomic(path: Path, write) -> None:
-    """Call write(tmp_path) on a temp file beside `path`, then rename it into place."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # ---- model ---------------------------------------------------------------------------------------

@@ -13,7 +13,8 @@ from contextlib import contextmanager
 
 import pandas as pd
 
-from ..errors import GptquantError, MissingExtra
+from ..errors import GptquantError
+from ..ray_session import ray_session
 
 ENGINES = ("local", "ray")
 
@@ -173,36 +174,24 @@ class ScorerActor:
 def _ray_engine(spec, workers: int, address: str | None):
     """One actor per worker (1 CPU each in Ray's accounting). Joins a running Ray (the caller's, or the
     cluster at `address`); otherwise starts a local one for the duration and shuts it down after."""
-    try:
-        import ray
+    with ray_session(max(workers, os.cpu_count() or 1), address) as ray:
         from ray.util import ActorPool
-    except ImportError:
-        raise MissingExtra("ray", "ray", "--engine ray") from None
-    started = False
-    if not ray.is_initialized():
-        try:
-            ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level="ERROR",
-                     **({} if address else {"num_cpus": max(workers, os.cpu_count() or 1)}))
-        except (ConnectionError, RuntimeError, ValueError) as exc:
-            raise GptquantError(f"cannot start or reach Ray{f' at {address}' if address else ''}: {exc}") from None
-        started = True
-    actor = ray.remote(num_cpus=1)(ScorerActor)
-    actors = [actor.remote(*spec) for _ in range(workers)]
 
-    def run(parts):
-        pool = ActorPool(actors)
-        try:
-            yield from pool.map_unordered(lambda a, item: a.score.remote(item), parts)
-        except ray.exceptions.RayError as exc:
-            cause = getattr(exc, "cause", None)
-            if isinstance(cause, GptquantError):
-                raise GptquantError(str(cause)) from None
-            raise GptquantError(f"a Ray scoring worker failed: {cause or exc}") from None
+        actor = ray.remote(num_cpus=1)(ScorerActor)
+        actors = [actor.remote(*spec) for _ in range(workers)]
 
-    try:
-        yield run
-    finally:
-        for a in actors:
-            ray.kill(a)
-        if started:
-            ray.shutdown()
+        def run(parts):
+            pool = ActorPool(actors)
+            try:
+                yield from pool.map_unordered(lambda a, item: a.score.remote(item), parts)
+            except ray.exceptions.RayError as exc:
+                cause = getattr(exc, "cause", None)
+                if isinstance(cause, GptquantError):
+                    raise GptquantError(str(cause)) from None
+                raise GptquantError(f"a Ray scoring worker failed: {cause or exc}") from None
+
+        try:
+            yield run
+        finally:
+            for a in actors:
+                ray.kill(a)

@@ -14,6 +14,7 @@ import time
 from pathlib import Path, PurePosixPath
 
 from .. import bundle as B
+from ..atomic import atomic_write
 from .scorer import check_manifest
 
 
@@ -71,10 +72,8 @@ def pack(bundle_dir, out) -> Path:
     """Verify, then write a flat .tar.gz of the manifest and every listed file (atomically)."""
     bundle_dir, out = Path(bundle_dir), Path(out)
     manifest = verify(bundle_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    os.close(fd)
-    try:
+
+    def write(tmp):
         with tarfile.open(tmp, "w:gz") as tar:
             for name in [B.MANIFEST, *sorted(manifest["files"])]:
                 info_ = tar.gettarinfo(str(bundle_dir / name), arcname=name)
@@ -83,10 +82,8 @@ def pack(bundle_dir, out) -> Path:
                 info_.mode = 0o644
                 with open(bundle_dir / name, "rb") as f:
                     tar.addfile(info_, f)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+    atomic_write(out, write)
     return out
 
 
