@@ -104,3 +104,12 @@ def test_reexport_replaces_bundle_atomically(tiny_checkpoint, tmp_path):
         export_bundle(tiny_checkpoint, out, int8=True, max_length=32, exporter="torchscript",
                       parity_limits={"rank_bucket_agreement": 1.01})
     assert B.verify_bundle(out)["created"] == first, "a failed export leaves the previous bundle in place"
+
+
+def test_optimized_graph_quantises_and_keeps_parity(tiny_checkpoint, tmp_path):
+    m = export_bundle(tiny_checkpoint, tmp_path / "opt", int8=True, max_length=32, exporter="torchscript", optimize="on")
+    opt = m["parity"]["optimizer"]
+    assert opt["used"] and opt["nll_max_abs"] < 1e-3 and opt["fused"], opt
+    assert m["parity"]["int8"]["nll_mean_abs"] < m["parity"]["limits"]["nll_mean_abs"]
+    assert export_bundle(tiny_checkpoint, tmp_path / "plain", max_length=32, exporter="torchscript")["parity"]["optimizer"] == {
+        "used": False, "reason": "off"}
