@@ -22,7 +22,7 @@ demo: $(STAMP) fonts
 	$(VENV)/bin/gptquant demo --out demo_out
 
 test: $(STAMP)
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -q -p no:cacheprovider --durations=15
 
 clean:
 	rm -rf $(VENV) demo_out .pytest_cache
