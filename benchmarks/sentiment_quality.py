@@ -62,6 +62,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--datasets", default="finfe,cfsc")
     ap.add_argument("--methods", default="linear,ptuning,finetune")
+    ap.add_argument("--shot-methods", help="methods for the few-shot setting (default: --methods)")
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--finetune-steps", type=int, default=200)
     ap.add_argument("--shots", type=int, default=32)
@@ -92,7 +93,7 @@ def main() -> int:
         res = results[ds] = {"rows": {"train": len(train), "valid": len(valid), "test": len(test)}}
         _, y_val, labels = S.read_labelled(paths["valid"])
         for setting, shots in (("all", None), (f"{args.shots}-shot", args.shots)):
-            for method in args.methods.split(","):
+            for method in (args.methods if shots is None else args.shot_methods or args.methods).split(","):
                 out = work / f"{ds}-{setting}-{method}"
                 t0 = time.perf_counter()
                 steps = args.finetune_steps if method == "finetune" else args.steps
