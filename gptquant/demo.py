@@ -25,7 +25,9 @@ def configure(verb, parser) -> None:
     parser.add_argument("--minutes", type=float, default=1.0, help="pretraining time budget (default 1 minute)")
     parser.add_argument("--steps", type=int, default=None, help="pretraining steps instead of a time budget (repeatable runs)")
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--threads", type=int, default=None, help="onnxruntime/torch threads (default: all cores)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch/onnxruntime threads (default 1: the demo's tiny model gains nothing from more, and "
+                             "with another busy process on 2 cores a second thread made training 24x slower here)")
     parser.add_argument("--config", default=str(DEMO_CONFIG), help="nightly config run on the demo world")
     parser.set_defaults(func=_run)
 
@@ -48,7 +50,7 @@ def _stage(summary: dict, name: str):
 
 
 def run_demo(out="demo_out", minutes: float | None = 1.0, steps: int | None = None, seed: int = 7,
-             threads: int | None = None, config=DEMO_CONFIG) -> dict:
+             threads: int | None = 1, config=DEMO_CONFIG) -> dict:
     from .demo_world import LABELS, make_world
     from .errors import require
 
@@ -88,6 +90,8 @@ def run_demo(out="demo_out", minutes: float | None = 1.0, steps: int | None = No
     with _stage(summary, "nightly") as info:
         print(f"       = GPTQUANT_DEMO_OUT={out} gptquant nightly {config}")
         os.environ["GPTQUANT_DEMO_OUT"] = str(out)
+        if threads:
+            os.environ.setdefault("GPTQUANT_THREADS", str(threads))
         run = run_nightly(config, force=True, progress=False)
         info.update({k: run.get(k) for k in ("run_id", "status", "failed", "report", "timings")})
     summary["headline"] = _headline(run)
