@@ -2,10 +2,13 @@
 astock_news vs LM-rewritten CSMD news (../shared/data), scored by an int8 bundle of
 ../shared/models/gpt2-zh-fin-mini. AUROC is measured on a test split the detector never saw.
 
-  python benchmarks/ai_text_detection.py [--limit 1500] [--threads 2] [--out results.json]
+  python benchmarks/ai_text_detection.py [--limit 1500] [--threads 2] [--parity 200] [--out results.json]
 
-Goal: >= 0.95. Also prints, for context only, the same detector with two more statistics of the same
-pass (nll_std, the "burstiness" of per-token surprise; and log length), which are not what ships.
+Goal: >= 0.95. ai_score is what `gptquant train detector` ships (features auto: statistics, pooled hidden
+state or both, chosen on the validation split). Also printed: the test AUROC of each feature set, and
+the int8 graph's ai_score against torch fp32 features on --parity test texts (|dprob| and label
+agreement at 0.5), the figures export adds to an int8 bundle's parity when the detector travels with the
+checkpoint.
 """
 from __future__ import annotations
 
@@ -32,6 +35,7 @@ def main() -> int:
     ap.add_argument("--limit", type=int, default=1500, help="texts sampled from each corpus")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--parity", type=int, default=200, help="test texts for the int8 vs fp32 ai_score check")
     ap.add_argument("--out")
     args = ap.parse_args()
     for p in (MODEL, HUMAN, MACHINE):
@@ -48,44 +52,60 @@ def main() -> int:
     human = D.read_texts(HUMAN, limit=args.limit, seed=args.seed)
     machine = D.read_texts(MACHINE, limit=args.limit, seed=args.seed)
     t0 = time.perf_counter()
-    feats = pd.concat([D._score(scorer, human), D._score(scorer, machine)], ignore_index=True)
+    (fh, ph), (fm, pm) = D._score(scorer, human, pooled=True), D._score(scorer, machine, pooled=True)
     seconds = time.perf_counter() - t0
+    feats, pooled = pd.concat([fh, fm], ignore_index=True), np.concatenate([ph, pm])
     y = np.r_[np.zeros(len(human)), np.ones(len(machine))]
-    det, report = D.fit_detector(feats, y, seed=args.seed)
+    det, report = D.fit_detector(feats, y, seed=args.seed, pooled=pooled)
     print(f"astock (human) {len(human)} vs CSMD (machine) {len(machine)}; scored in {seconds:.0f}s; "
-          f"test rows {report['n_test']} (never seen); {report['excluded_undefined']} excluded as undefined")
+          f"train/valid/test {report['n_train']}/{report['n_valid']}/{report['n_test']} (test never seen); "
+          f"{report['excluded_undefined']} excluded as undefined")
+    print("validation AUROC by feature set: " + ", ".join(f"{k} {v:.4f}" for k, v in report["valid_auroc"].items())
+          + f" -> ships {report['features']}")
     print("\n| feature | test AUROC |\n|---|---|")
     for k, v in report["test_auroc"].items():
-        print(f"| {k} | {v:.4f} |")
+        print(f"| {k}{' (' + report['features'] + ')' if k == 'ai_score' else ''} | {v:.4f} |")
     print(f"ai_score test ECE {report['test_ece']:.4f}")
+    by_set = {}
+    for name in D.FEATURE_SETS:
+        _, rep = D.fit_detector(feats, y, seed=args.seed, pooled=pooled, features=name)
+        by_set[name] = rep["test_auroc"]["ai_score"]
+    print("test AUROC by feature set (each forced): " + ", ".join(f"{k} {v:.4f}" for k, v in by_set.items()))
 
-    extra = {}
-    feats = feats.assign(log_n_tokens=np.log(feats["n_tokens"].astype(float)))
-    for name, cols in (("+ nll_std", list(D.FEATURES) + ["nll_std"]),
-                       ("+ nll_std + log length", list(D.FEATURES) + ["nll_std", "log_n_tokens"])):
-        old = D.FEATURES
-        D.FEATURES = tuple(cols)
-        try:
-            _, rep = D.fit_detector(feats, y, seed=args.seed)
-        finally:
-            D.FEATURES = old
-        extra[name] = rep["test_auroc"]["ai_score"]
-        print(f"context only, not shipped: ai_score {name}: test AUROC {extra[name]:.4f}")
-    # context: a probe on the same pass's pooled hidden state (a style classifier, not a zero-shot statistic)
-    from sklearn.linear_model import LogisticRegression
+    fig = int8_parity(det, human, machine, y, work / "bundle" / "model.onnx", args)
+    print(f"int8 graph vs torch fp32, ai_score on {fig['n']} test texts: max |dprob| {fig['max']:.4f}, "
+          f"mean |dprob| {fig['mean']:.4f}, label agreement at 0.5 {fig['agreement']:.4f}")
+    if args.out:
+        Path(args.out).write_text(json.dumps({"report": report, "by_feature_set": by_set, "int8_parity": fig,
+                                              "detector": det}, indent=2))
+    return 0
+
+
+def int8_parity(det, human, machine, y, model, args) -> dict:
+    """ai_score from torch fp32 features vs from the int8 graph, on test-split texts, in small batches."""
     from sklearn.model_selection import train_test_split
 
-    from gptquant.lm.metrics import auroc
+    from gptquant.lm.checkpoint import load_checkpoint
+    from gptquant.lm.export import _ai_score, feature_graph, onnx_features, torch_features
 
-    emb = np.concatenate([scorer.embed(human), scorer.embed(machine)])
-    tr, te = train_test_split(np.arange(len(y)), test_size=0.2, random_state=args.seed, stratify=y)
-    mu, sd = emb[tr].mean(0), emb[tr].std(0) + 1e-6
-    probe = LogisticRegression(C=0.1, max_iter=3000).fit((emb[tr] - mu) / sd, y[tr])
-    extra["pooled-state probe"] = auroc(y[te], probe.decision_function((emb[te] - mu) / sd))
-    print(f"context only, not shipped: logistic probe on pooled hidden states: test AUROC {extra['pooled-state probe']:.4f}")
-    if args.out:
-        Path(args.out).write_text(json.dumps({"report": report, "context": extra, "detector": det}, indent=2))
-    return 0
+    texts = human + machine
+    _, test = train_test_split(np.arange(len(y)), test_size=0.2, random_state=args.seed, stratify=y)
+    pick = [texts[i] for i in np.sort(test)[: args.parity]]
+    ckpt = load_checkpoint(MODEL)
+    graph = feature_graph(ckpt.model)
+    ref, got = [], []
+    for b in range(0, len(pick), 16):
+        batch = pick[b: b + 16]
+        r = torch_features(graph, ckpt, batch, 256)
+        g = onnx_features(model, ckpt, batch, 256, threads=args.threads)
+        valid = r["mask"][:, 1:].astype(bool)
+        ref.append(_ai_score(r, valid, det))
+        got.append(_ai_score(g, valid, det))
+    ref, got = np.concatenate(ref), np.concatenate(got)
+    ok = np.isfinite(ref) & np.isfinite(got)
+    d = np.abs(ref[ok] - got[ok])
+    return {"n": int(ok.sum()), "max": float(d.max()), "mean": float(d.mean()),
+            "agreement": float(((ref[ok] >= 0.5) == (got[ok] >= 0.5)).mean())}
 
 
 if __name__ == "__main__":

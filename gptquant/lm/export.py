@@ -22,7 +22,7 @@ OPSET = 18
 DEFAULT_MAX_LENGTH = 256
 # int8 is refused when parity against torch fp32 is worse than this (measured ~0.02 mean here)
 PARITY_LIMITS = {"nll_mean_abs": 0.05, "nll_max_abs": 1.5, "rank_bucket_agreement": 0.95, "sent_prob_max_abs": 0.05,
-                 "sent_label_agreement": 0.97}
+                 "sent_label_agreement": 0.97, "ai_prob_max_abs": 0.1, "ai_label_agreement": 0.9}
 RANK_BUCKETS = (10, 100, 1000)
 
 # Fixed texts for parity checks: written for this project (synthetic financial flashes, no data copied).
@@ -50,24 +50,43 @@ def _torch():
     return require("torch", "train", "exporting a model")
 
 
-def feature_graph(model, head=None):
-    """An nn.Module: (input_ids, attention_mask) -> the bundle's outputs, all computed in-graph."""
+def feature_graph(model, head=None, sentiment_only: bool = False):
+    """An nn.Module: (input_ids, attention_mask) -> the bundle's outputs (its `output_names`), all
+    computed in-graph. sentiment_only: just the head's class log-probs, no per-token LM head: a P-tuned or
+    fine-tuned head reads its own pass's last position; a linear probe the masked mean (pooled and
+    last_hidden come free then)."""
     torch = _torch()
+    if sentiment_only and head is None:
+        raise GptquantError("a sentiment-only graph needs a sentiment head (train one with `gptquant train sentiment`)")
+    takes_hidden = getattr(head, "takes_hidden", False)
 
     class FeatureGraph(torch.nn.Module):
         def __init__(self):
             super().__init__()
             self.transformer = model.transformer
-            # explicit [hidden, vocab] weight so the LM head is a MatMul on an initializer, which the
-            # int8 quantiser can quantise (a tied, transposed embedding can stay fp32 on some paths)
-            w = model.lm_head.weight.detach().t().contiguous().clone()
-            self.register_buffer("lm_weight", w)
+            if not sentiment_only:
+                # explicit [hidden, vocab] weight so the LM head is a MatMul on an initializer, which the
+                # int8 quantiser can quantise (a tied, transposed embedding can stay fp32 on some paths)
+                w = model.lm_head.weight.detach().t().contiguous().clone()
+                self.register_buffer("lm_weight", w)
             self.head = head
+            self.output_names = output_names(head is not None, sentiment_only, takes_hidden)
 
-        def forward(self, input_ids, attention_mask):
+        def hidden(self, input_ids, attention_mask):
             pos = (attention_mask.cumsum(-1) - 1).clamp(min=0)
             h = self.transformer(input_ids=input_ids, attention_mask=attention_mask, position_ids=pos,
                                  use_cache=False).last_hidden_state
+            m = attention_mask.unsqueeze(-1).to(h.dtype)
+            pooled = (h * m).sum(1) / m.sum(1).clamp(min=1.0)
+            last = (attention_mask.sum(-1) - 1).clamp(min=0)
+            return h, pooled, h[torch.arange(h.shape[0]), last]
+
+        def forward(self, input_ids, attention_mask):
+            if sentiment_only and not takes_hidden:
+                return (self.head(input_ids, attention_mask),)
+            h, pooled, last_hidden = self.hidden(input_ids, attention_mask)
+            if sentiment_only:
+                return pooled, last_hidden, self.head(input_ids, attention_mask, h)
             logp = torch.log_softmax(torch.matmul(h[:, :-1], self.lm_weight), dim=-1)
             tok = logp.gather(-1, input_ids[:, 1:].unsqueeze(-1)).squeeze(-1)
             p = logp.exp()
@@ -75,13 +94,9 @@ def feature_graph(model, head=None):
             entropy = -plogp.sum(-1)
             var = (plogp * logp).sum(-1) - entropy * entropy
             rank = (logp > tok.unsqueeze(-1)).sum(-1) + 1
-            m = attention_mask.unsqueeze(-1).to(h.dtype)
-            pooled = (h * m).sum(1) / m.sum(1).clamp(min=1.0)
-            last = (attention_mask.sum(-1) - 1).clamp(min=0)
-            last_hidden = h[torch.arange(h.shape[0]), last]
             outs = (tok, entropy, var, rank, pooled, last_hidden)
             if self.head is not None:
-                if getattr(self.head, "takes_hidden", False):  # e.g. a linear probe: reuse this pass's states
+                if takes_hidden:  # e.g. a linear probe: reuse this pass's states
                     outs = outs + (self.head(input_ids, attention_mask, h),)
                 else:
                     outs = outs + (self.head(input_ids, attention_mask),)
@@ -90,15 +105,17 @@ def feature_graph(model, head=None):
     return FeatureGraph().eval()
 
 
-def output_names(with_head: bool) -> list[str]:
+def output_names(with_head: bool, sentiment_only: bool = False, takes_hidden: bool = False) -> list[str]:
+    if sentiment_only:
+        return (list(B.POOLED_OUTPUTS) if takes_hidden else []) + [B.SENTIMENT_OUTPUT]
     return list(B.TOKEN_OUTPUTS + B.POOLED_OUTPUTS) + ([B.SENTIMENT_OUTPUT] if with_head else [])
 
 
-def _export_onnx(graph, path: Path, with_head: bool, exporter: str) -> None:
+def _export_onnx(graph, path: Path, exporter: str) -> None:
     torch = _torch()
     ids = torch.tensor([[1, 2, 3, 4, 5, 6], [1, 2, 3, 0, 0, 0]], dtype=torch.long) + 100
     mask = torch.tensor([[1] * 6, [1, 1, 1, 0, 0, 0]], dtype=torch.long)
-    names = output_names(with_head)
+    names = graph.output_names
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         if exporter == "dynamo":
@@ -134,8 +151,7 @@ def torch_features(graph, ckpt: Checkpoint, texts, max_length: int) -> dict:
     ids, mask, _ = encode(ckpt.tokenizer, texts, ckpt.policy, max_length)
     with torch.no_grad():
         outs = graph(torch.from_numpy(ids), torch.from_numpy(mask))
-    names = output_names(len(outs) > len(B.TOKEN_OUTPUTS + B.POOLED_OUTPUTS))
-    return {"mask": mask, **{n: o.numpy() for n, o in zip(names, outs)}}
+    return {"mask": mask, **{n: o.numpy() for n, o in zip(graph.output_names, outs)}}
 
 
 def onnx_features(path: Path, ckpt: Checkpoint, texts, max_length: int, threads: int | None = None) -> dict:
@@ -154,24 +170,46 @@ def _bucket(rank):
     return np.searchsorted(np.array(RANK_BUCKETS), rank, side="left")
 
 
-def parity(ref: dict, got: dict) -> dict:
-    """Agreement figures between two feature dicts on the same texts (ref = torch fp32)."""
+def parity(ref: dict, got: dict, detector: dict | None = None) -> dict:
+    """Agreement figures between two feature dicts on the same texts (ref = torch fp32): per-token LM
+    outputs, pooled states, sentiment probabilities and, given a detector, ai_score (texts whose
+    statistics are undefined are left out)."""
+    out = {"n_texts": int(ref["mask"].shape[0])}
     valid = ref["mask"][:, 1:].astype(bool)
-    d = np.abs(ref["token_logprob"][valid] - got["token_logprob"][valid])
-    out = {
-        "n_texts": int(ref["mask"].shape[0]),
-        "n_tokens": int(valid.sum()),
-        "nll_mean_abs": float(d.mean()),
-        "nll_max_abs": float(d.max()),
-        "entropy_mean_abs": float(np.abs(ref["token_entropy"][valid] - got["token_entropy"][valid]).mean()),
-        "rank_bucket_agreement": float((_bucket(ref["token_rank"][valid]) == _bucket(got["token_rank"][valid])).mean()),
-        "pooled_max_abs": float(np.abs(ref["pooled"] - got["pooled"]).max()),
-    }
+    if "token_logprob" in ref:
+        d = np.abs(ref["token_logprob"][valid] - got["token_logprob"][valid])
+        out.update({
+            "n_tokens": int(valid.sum()),
+            "nll_mean_abs": float(d.mean()),
+            "nll_max_abs": float(d.max()),
+            "entropy_mean_abs": float(np.abs(ref["token_entropy"][valid] - got["token_entropy"][valid]).mean()),
+            "rank_bucket_agreement": float((_bucket(ref["token_rank"][valid]) == _bucket(got["token_rank"][valid])).mean()),
+        })
+    if "pooled" in ref:
+        out["pooled_max_abs"] = float(np.abs(ref["pooled"] - got["pooled"]).max())
     if B.SENTIMENT_OUTPUT in ref:
         pr, pg = np.exp(ref[B.SENTIMENT_OUTPUT]), np.exp(got[B.SENTIMENT_OUTPUT])
         out["sent_prob_max_abs"] = float(np.abs(pr - pg).max())
         out["sent_label_agreement"] = float((pr.argmax(1) == pg.argmax(1)).mean())
+    if detector and "token_logprob" in ref and "pooled" in ref:
+        ar, ag = _ai_score(ref, valid, detector), _ai_score(got, valid, detector)
+        ok = np.isfinite(ar) & np.isfinite(ag)
+        if ok.any():
+            d = np.abs(ar[ok] - ag[ok])
+            out.update(ai_prob_max_abs=float(d.max()), ai_prob_mean_abs=float(d.mean()),
+                       ai_label_agreement=float(((ar[ok] >= 0.5) == (ag[ok] >= 0.5)).mean()))
     return out
+
+
+def _ai_score(feats: dict, valid, detector: dict) -> np.ndarray:
+    """The runtime's ai_score from one feature dict (the scorer's own reduction and detector)."""
+    import pandas as pd
+
+    from ..runtime.heads import detector_score
+    from ..runtime.scorer import STAT_COLUMNS, token_statistics
+
+    df = pd.DataFrame(np.stack(token_statistics(feats, valid), axis=1), columns=STAT_COLUMNS)
+    return detector_score(df, detector, feats["pooled"])
 
 
 def check_parity(fig: dict, limits: dict = PARITY_LIMITS) -> list[str]:
@@ -248,7 +286,7 @@ def optimize_graph(path: Path, ckpt: Checkpoint, texts, max_length: int, ref: di
 def export_bundle(model_dir, out_dir, int8: bool = False, max_length: int = DEFAULT_MAX_LENGTH, name: str | None = None,
                   exporter: str = "dynamo", head=None, labels=None, heads: dict | None = None,
                   parity_limits: dict | None = None, parity_texts=None, ckpt: Checkpoint | None = None,
-                  optimize: str = "off") -> dict:
+                  optimize: str = "off", sentiment_only: bool = False) -> dict:
     """Write a bundle directory atomically; returns its manifest.
 
     `head` is an optional nn.Module (input_ids, attention_mask) -> class log-probs [batch, len(labels)],
@@ -256,6 +294,9 @@ def export_bundle(model_dir, out_dir, int8: bool = False, max_length: int = DEFA
     `optimize`: onnxruntime's transformer optimizer never ("off", the default: on gpt2-zh-fin-mini it
     measured 0.91-1.00x, and a timing-based choice would make exports differ run to run), kept when it is
     exact and measurably faster ("auto"), or always ("on"); recorded in manifest["parity"]["optimizer"].
+    `sentiment_only`: a graph with the sentiment head's outputs only (no per-token LM statistics, no
+    [batch, seq, vocab] work); manifest["graph"] says "sentiment-only" (else "full"). A detector in
+    `heads` adds ai_score agreement to the int8 parity figures (and limits).
     """
     if optimize not in ("auto", "on", "off"):
         raise GptquantError(f"optimize must be auto, on or off, got {optimize!r}")
@@ -269,14 +310,21 @@ def export_bundle(model_dir, out_dir, int8: bool = False, max_length: int = DEFA
         head, labels, heads = bundle_head(model_dir, ckpt)
     if (head is None) != (labels is None):
         raise GptquantError("a sentiment head needs its label names, and labels need a head")
-    graph = feature_graph(ckpt.model, head)
+    if sentiment_only and optimize != "off":
+        raise GptquantError("the transformer optimizer is for full graphs; use optimize='off' with sentiment_only")
+    graph = feature_graph(ckpt.model, head, sentiment_only)
+    detector = (heads or {}).get("detector") if not sentiment_only else None
+    if detector:
+        from ..runtime.heads import check_detector
+
+        check_detector(detector, "heads.detector", hidden_size=int(ckpt.config["n_embd"]))
     texts = list(parity_texts or PARITY_TEXTS)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
         fp32 = tmp / (".fp32.onnx" if int8 else B.MODEL_FILE)
         try:
-            _export_onnx(graph, fp32, head is not None, exporter)
+            _export_onnx(graph, fp32, exporter)
         except GptquantError:
             raise
         except Exception as exc:
@@ -284,15 +332,15 @@ def export_bundle(model_dir, out_dir, int8: bool = False, max_length: int = DEFA
                 raise
             warnings.warn(f"dynamo export failed ({type(exc).__name__}: {exc}); falling back to torchscript")
             exporter = "torchscript"
-            _export_onnx(graph, fp32, head is not None, exporter)
+            _export_onnx(graph, fp32, exporter)
         ref = torch_features(graph, ckpt, texts, max_length)
-        fig = {"fp32": parity(ref, onnx_features(fp32, ckpt, texts, max_length))}
+        fig = {"fp32": parity(ref, onnx_features(fp32, ckpt, texts, max_length), detector)}
         fig["optimizer"] = (optimize_graph(fp32, ckpt, texts, max_length, ref, force=optimize == "on")
                             if optimize != "off" else {"used": False, "reason": "off"})
         if int8:
             quantize_int8(fp32, tmp / B.MODEL_FILE, ckpt.vocab_size)
             fp32.unlink()
-            fig["int8"] = parity(ref, onnx_features(tmp / B.MODEL_FILE, ckpt, texts, max_length))
+            fig["int8"] = parity(ref, onnx_features(tmp / B.MODEL_FILE, ckpt, texts, max_length), detector)
             limits = {**PARITY_LIMITS, **(parity_limits or {})}
             bad = check_parity(fig["int8"], limits)
             if bad:
@@ -314,7 +362,8 @@ def export_bundle(model_dir, out_dir, int8: bool = False, max_length: int = DEFA
             "hidden_size": int(cfg["n_embd"]),
             "tokenizer": {"kind": ckpt.tokenizer_kind, "vocab_size": ckpt.tokenizer.get_vocab_size(), **ckpt.policy.to_dict()},
             "inputs": list(B.INPUTS),
-            "outputs": output_names(head is not None),
+            "graph": "sentiment-only" if sentiment_only else "full",
+            "outputs": list(graph.output_names),
             "feature_names": list(B.BASE_FEATURES),
             "parity": fig,
         }

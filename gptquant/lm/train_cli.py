@@ -46,6 +46,9 @@ def configure(verb: str, parser) -> None:
         p.add_argument("--text-column")
         p.add_argument("--limit", type=int, help="sample at most this many rows from each table")
         p.add_argument("--out", help="also write the detector JSON here")
+        p.add_argument("--features", choices=["auto", "stats", "pooled", "both"], default="auto",
+                       help="what the logistic regression reads: the zero-shot statistics, the pooled hidden "
+                            "state, both, or auto (the best AUROC on the validation split)")
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--threads", type=int)
         p.set_defaults(func=_train_detector)
@@ -117,11 +120,14 @@ def _train_detector(args) -> int:
     from .detector import train_detector
 
     report = train_detector(args.model, args.human, args.machine, text_column=args.text_column, limit=args.limit,
-                            seed=args.seed, out=args.out, threads=args.threads)
+                            seed=args.seed, out=args.out, threads=args.threads, features=args.features)
+    print("validation AUROC by features: " + ", ".join(f"{k} {v:.4f}" for k, v in report["valid_auroc"].items())
+          + f" -> {report['features']}")
     print(f"test AUROC ({report['n_test']} rows never seen in training; {report['excluded_undefined']} rows "
           f"with undefined statistics excluded):")
     for k, v in report["test_auroc"].items():
         print(f"  {k:<14}{v:.4f}")
+    print(f"ai_score test ECE {report['test_ece']:.4f}")
     print(f"wrote {report['written']}")
     return 0
 

@@ -3,6 +3,10 @@
 The graph returns per-token statistics (log p of the actual token, entropy, Var log p, rank) and
 pooled states; everything per article is reduced here with numpy. Texts are sorted by token length
 before batching so a batch pads little, and results are put back in input order.
+
+A sentiment-only bundle (manifest "graph": "sentiment-only") has no per-token outputs: its rows hold
+n_tokens, truncated and the sentiment columns only; the LM-statistic columns (nll_mean, ppl, ...) are
+absent, not NaN, and ai_score is present only when the detector reads nothing the graph lacks.
 """
 from __future__ import annotations
 
@@ -19,9 +23,11 @@ import pandas as pd
 from .. import bundle as B
 from ..errors import GptquantError, MissingExtra
 from ..tokenize import SpecialTokens, pad_batch, token_ids
-from .heads import apply_heads
+from .heads import check_detector, detector_score, detector_usable, needs_pooled
 
 RANK_BUCKETS = (10, 100, 1000)
+GRAPHS = ("full", "sentiment-only")
+STAT_COLUMNS = list(B.BASE_FEATURES) + ["logrank_mean", "fast_detect"]
 THREADS_ENV = "GPTQUANT_THREADS"
 CACHE_ENV = "GPTQUANT_CACHE"
 
@@ -102,19 +108,42 @@ class Scorer:
                                                 providers=providers or ["CPUExecutionProvider"])
         except Exception as exc:  # ORT raises its own exception types for a bad graph
             raise B.BundleError(f"{self.bundle_dir / B.MODEL_FILE}: onnxruntime cannot load the model ({exc})") from None
-        names = {o.name for o in self.session.get_outputs()}
-        need = list(B.TOKEN_OUTPUTS) + ([B.SENTIMENT_OUTPUT] if self.labels else [])
-        missing = [n for n in need if n not in names]
+        outputs = {o.name: o for o in self.session.get_outputs()}
+        self.graph = self.manifest.get("graph", "full")
+        if self.graph not in GRAPHS:
+            raise B.BundleError(f"{self.bundle_dir}: manifest graph must be one of {', '.join(GRAPHS)}, got {self.graph!r}")
+        self.has_token_outputs = self.graph == "full"
+        if not self.has_token_outputs and not self.labels:
+            raise B.BundleError(f"{self.bundle_dir}: a sentiment-only bundle needs manifest labels")
+        need = (list(B.TOKEN_OUTPUTS) if self.has_token_outputs else []) + ([B.SENTIMENT_OUTPUT] if self.labels else [])
+        missing = [n for n in need if n not in outputs]
         if missing:
             raise B.BundleError(f"{self.bundle_dir / B.MODEL_FILE}: graph lacks output(s) {', '.join(missing)}")
         inputs = {i.name for i in self.session.get_inputs()}
         if inputs != set(B.INPUTS):
             raise B.BundleError(f"{self.bundle_dir / B.MODEL_FILE}: graph inputs are {sorted(inputs)}, expected {list(B.INPUTS)}")
-        self._outputs = need
-        self.has_pooled = "pooled" in names
-        self.feature_columns = list(B.BASE_FEATURES) + ["logrank_mean", "fast_detect"] + self._sentiment_columns()
+        self.has_pooled = "pooled" in outputs
+        self.feature_columns = (STAT_COLUMNS if self.has_token_outputs else ["n_tokens", "truncated"]) + self._sentiment_columns()
+        self.detector = self._open_detector(outputs)
+        self._outputs = need + (["pooled"] if needs_pooled(self.detector) else [])
         self.tokens_scored = 0  # running total, for throughput reports
         self.seconds = 0.0
+
+    def _open_detector(self, outputs) -> dict | None:
+        """The manifest's detector, checked against this graph's hidden size; None when there is none, or
+        (sentiment-only graphs) when it reads statistics the graph does not compute."""
+        det = (self.manifest.get("heads") or {}).get("detector")
+        if not det:
+            return None
+        width = outputs["pooled"].shape[-1] if self.has_pooled else None
+        hidden = width if isinstance(width, int) else self.manifest.get("hidden_size")
+        det = check_detector(det, f"{self.bundle_dir / B.MANIFEST}: heads.detector",
+                             hidden_size=hidden if isinstance(hidden, int) else None)
+        if detector_usable(det, self.feature_columns, self.has_pooled):
+            return det
+        if self.has_token_outputs:
+            raise B.BundleError(f"{self.bundle_dir}: heads.detector needs the pooled hidden state, which the graph lacks")
+        return None
 
     # ---- public API -------------------------------------------------------------------------------
 
@@ -129,22 +158,36 @@ class Scorer:
             out.index = index
         return out
 
-    def score_batches(self, texts, chunk_size: int | None = None):
+    def score_batches(self, texts, chunk_size: int | None = None, with_pooled: bool = False):
         """Generator: score an iterable of texts chunk by chunk (default 8 batches), yielding a DataFrame
-        per chunk whose index is each text's position in the whole stream. Memory stays bounded."""
+        per chunk whose index is each text's position in the whole stream. Memory stays bounded.
+        with_pooled=True yields (DataFrame, pooled states [n, hidden]) pairs instead (same single pass)."""
         chunk_size = chunk_size or self.batch_size * 8
+        if with_pooled and not self.has_pooled:
+            raise B.BundleError(f"{self.bundle_dir / B.MODEL_FILE}: graph has no 'pooled' output")
+        outputs = self._outputs + (["pooled"] if with_pooled and "pooled" not in self._outputs else [])
+        ncol = len(self.feature_columns)
         it = iter(texts)
         start = 0
         while chunk := list(itertools.islice(it, chunk_size)):
             ids, truncated = self.encode(chunk, first_index=start)
-            feats = self._run(ids, self._outputs, self._reduce)
-            df = pd.DataFrame(feats, columns=self.feature_columns)
+            rows = self._run(ids, outputs, self._reduce)
+            df = pd.DataFrame(rows[:, :ncol], columns=self.feature_columns)
             df["n_tokens"] = df["n_tokens"].astype("int64")
             df["truncated"] = truncated
-            df = apply_heads(df, self.manifest)  # manifest-borne heads, e.g. the detector's ai_score
+            pooled = rows[:, ncol:] if "pooled" in outputs else None
+            df = self._add_heads(df, pooled)
             df.index = pd.RangeIndex(start, start + len(chunk))
-            yield df
+            yield (df, pooled) if with_pooled else df
             start += len(chunk)
+
+    def _add_heads(self, df: pd.DataFrame, pooled) -> pd.DataFrame:
+        """Manifest-borne heads: the detector's ai_score."""
+        if self.detector is None:
+            return df
+        df = df.copy()
+        df["ai_score"] = detector_score(df, self.detector, pooled) if len(df) else pd.Series(dtype="float64")
+        return df
 
     def embed(self, texts) -> np.ndarray:
         """Pooled final hidden states [n, hidden] (masked mean), in input order."""
@@ -184,28 +227,16 @@ class Scorer:
                 rows[r] = row
             self.tokens_scored += int(mask[:, 1:].sum())
         self.seconds += time.perf_counter() - t0
-        return np.stack(rows) if rows else np.zeros((0, len(self.feature_columns)))
+        return np.stack(rows) if rows else np.zeros((0, len(self.feature_columns)))  # callers split off extras
 
     def _reduce(self, out: dict, mask: np.ndarray) -> np.ndarray:
-        """Per-article features from the per-token outputs of one batch (float64, NaN where undefined)."""
+        """Per-article features from one batch's outputs (float64, NaN where undefined), followed by the
+        pooled state when it was requested."""
         m = mask[:, 1:].astype(bool)
-        lp = out["token_logprob"].astype(np.float64)
-        ent = out["token_entropy"].astype(np.float64)
-        var = out["token_logprob_var"].astype(np.float64)
-        rank = out["token_rank"].astype(np.float64)
         n = m.sum(axis=1).astype(np.float64)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            def mean(x):
-                return np.where(m, x, 0.0).sum(axis=1) / n
-
-            nll_mean = mean(-lp)
-            nll_std = np.sqrt(mean((lp + nll_mean[:, None]) ** 2))
-            cols = [n, np.zeros_like(n), nll_mean, nll_std, np.exp(nll_mean), mean(ent)]
-            cols += [mean(rank <= k) for k in RANK_BUCKETS]
-            cols.append(mean(np.log(np.maximum(rank, 1.0))))
-            sum_var = np.where(m, var, 0.0).sum(axis=1)
-            crit = (np.where(m, lp, 0.0).sum(axis=1) + np.where(m, ent, 0.0).sum(axis=1)) / np.sqrt(sum_var)
-            cols.append(np.where(sum_var > 0, crit, np.nan))
+        cols = [n, np.zeros_like(n)]
+        if self.has_token_outputs:
+            cols = token_statistics(out, m)
         if self.labels:
             probs = np.exp(out[B.SENTIMENT_OUTPUT].astype(np.float64))
             if len(self.labels) == 3:  # columns always in neg, neu, pos order
@@ -214,7 +245,10 @@ class Scorer:
                 cols += [*probs.T, probs[:, 2] - probs[:, 0]]
             else:
                 cols += list(probs.T)
-        return np.stack(cols, axis=1)
+        rows = np.stack(cols, axis=1)
+        if "pooled" in out:
+            rows = np.hstack([rows, out["pooled"].astype(np.float64)])
+        return rows
 
     def _sentiment_columns(self) -> list[str]:
         if self.labels and len(self.labels) == 3:
@@ -225,7 +259,30 @@ class Scorer:
         df = pd.DataFrame({c: pd.Series(dtype="float64") for c in self.feature_columns})
         df["n_tokens"] = df["n_tokens"].astype("int64")
         df["truncated"] = df["truncated"].astype(bool)
-        return apply_heads(df, self.manifest)
+        return self._add_heads(df, None)
+
+
+def token_statistics(out: dict, m: np.ndarray) -> list[np.ndarray]:
+    """STAT_COLUMNS (truncated as a placeholder 0) from per-token outputs and the predicted-token mask
+    m = attention_mask[:, 1:]; shared with the exporter's parity check."""
+    lp = out["token_logprob"].astype(np.float64)
+    ent = out["token_entropy"].astype(np.float64)
+    var = out["token_logprob_var"].astype(np.float64)
+    rank = out["token_rank"].astype(np.float64)
+    n = m.sum(axis=1).astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        def mean(x):
+            return np.where(m, x, 0.0).sum(axis=1) / n
+
+        nll_mean = mean(-lp)
+        nll_std = np.sqrt(mean((lp + nll_mean[:, None]) ** 2))
+        cols = [n, np.zeros_like(n), nll_mean, nll_std, np.exp(nll_mean), mean(ent)]
+        cols += [mean(rank <= k) for k in RANK_BUCKETS]
+        cols.append(mean(np.log(np.maximum(rank, 1.0))))
+        sum_var = np.where(m, var, 0.0).sum(axis=1)
+        crit = (np.where(m, lp, 0.0).sum(axis=1) + np.where(m, ent, 0.0).sum(axis=1)) / np.sqrt(sum_var)
+        cols.append(np.where(sum_var > 0, crit, np.nan))
+    return cols
 
 
 def resolve_threads(threads) -> int | None:

@@ -38,10 +38,17 @@ def info(bundle_dir) -> str:
         f"max length {m.get('max_length', '?')} tokens (incl. special tokens)",
         f"tokenizer  {tok.get('kind', '?')}, vocab {tok.get('vocab_size', '?')}; {special}; {policy}",
         f"labels     {', '.join(m['labels']) if m.get('labels') else '(no sentiment head)'}",
+        f"graph      {m.get('graph', 'full')}"
+        + (" (sentiment head only: no LM statistics, no per-token LM head)" if m.get("graph") == "sentiment-only" else ""),
         f"outputs    {', '.join(m.get('outputs') or []) or '?'}",
     ]
     if m.get("heads"):
         lines.append(f"heads      {', '.join(m['heads']) if isinstance(m['heads'], (list, dict)) else m['heads']}")
+        det = m["heads"].get("detector") if isinstance(m["heads"], dict) else None
+        if isinstance(det, dict):
+            test = det.get("test") if isinstance(det.get("test"), dict) else {}
+            auc = f", test AUROC {test['ai_score']:.4f}" if isinstance(test.get("ai_score"), (int, float)) else ""
+            lines.append(f"detector   ai_score from {det.get('inputs', 'stats')}{auc}")
     parity = m.get("parity")
     if isinstance(parity, dict) and parity:
         flat = {k: v for k, v in parity.items() if not isinstance(v, dict)}
