@@ -2,10 +2,15 @@
 end to end (tokenize -> run -> per-article features), plus bare session.run on pre-tokenised batches.
 
   python benchmarks/score_throughput.py [--threads 2] [--batches 8] [--configs uer,mini]
+  python benchmarks/score_throughput.py --sentiment-only --configs mini --batches 8 [--threads 1]
 
 (a) `uer`: the uer/gpt2-chinese-cluecorpussmall shape (12 x 768, vocab 21128) with random weights;
 (b) `mini`: ../shared/models/gpt2-zh-fin-mini. Batch 32 x ~128 tokens. Each engine runs in its own
 process so peak RSS is its own. Targets: int8 >= 3.5x torch fp32 on uer; end-to-end >= 90 % of bare run.
+
+--sentiment-only instead compares, end to end, an int8 bundle with a P-tuned head (a few training steps on
+synthetic demo-world news: weights do not change the cost) against the int8 sentiment-only bundle of the
+same checkpoint (`gptquant export --sentiment-only`), on 32 x --batches texts.
 """
 from __future__ import annotations
 
@@ -108,7 +113,10 @@ def child(engine: str, target: str, threads: int, batches: int) -> dict:
             df = scorer.score(texts)
             out["seconds"] = time.perf_counter() - t
             n_tok = int(df["n_tokens"].sum())
-            out["nll_mean"] = float(df["nll_mean"].mean())
+            if "nll_mean" in df.columns:  # absent from sentiment-only bundles
+                out["nll_mean"] = float(df["nll_mean"].mean())
+            if "sentiment" in df.columns:
+                out["sentiment_mean"] = float(df["sentiment"].mean())
     out["tokens"] = n_tok
     out["tok_per_s"] = n_tok / out["seconds"]
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -147,12 +155,46 @@ def bench(name: str, ckpt: Path, root: Path, threads: int, batches: int) -> dict
     return {"rows": rows, "e2e_over_bare": e2e, "int8_over_torch": rows["ORT int8 bundle"]["tok_per_s"] / base}
 
 
+def bench_sentiment_only(name: str, ckpt: Path, root: Path, threads: int, batches: int) -> dict:
+    """Full int8 bundle with a P-tuned head vs the sentiment-only int8 bundle of the same checkpoint."""
+    import numpy as np
+    import pandas as pd
+
+    from gptquant.demo_world import LABELS, write_article
+    from gptquant.lm.export import export_bundle
+    from gptquant.lm.sentiment import train_sentiment
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 96)
+    data = root / f"{name}-labelled.csv"
+    pd.DataFrame({"text": [write_article("样本公司", int(k), rng) for k in y], "label": [LABELS[k] for k in y]}
+                 ).to_csv(data, index=False)
+    head = root / f"{name}-ptuned"
+    train_sentiment(ckpt, data, head, "ptuning", steps=2, eval_every=2, batch=8, max_length=128, progress=False)
+    full, only = root / f"{name}-int8-full", root / f"{name}-int8-sentiment-only"
+    mf = export_bundle(head, full, int8=True, max_length=128)
+    mo = export_bundle(head, only, int8=True, max_length=128, sentiment_only=True)
+    rows = {"ORT int8 full bundle": run_child("score", full, threads, batches),
+            "ORT int8 sentiment-only bundle": run_child("score", only, threads, batches)}
+    base = rows["ORT int8 full bundle"]["tok_per_s"]
+    print(f"\n== {name}: P-tuned head, int8, threads={threads}, {batches}x32 texts")
+    print(f"{'engine':32s} {'tok/s':>9s} {'x full':>8s} {'peak RSS MB':>12s} {'mean sentiment':>15s}")
+    for k, r in rows.items():
+        print(f"{k:32s} {r['tok_per_s']:9.0f} {r['tok_per_s'] / base:8.2f} {r['peak_rss_mb']:12.0f} "
+              f"{r.get('sentiment_mean', float('nan')):15.4f}")
+    print(f"int8 parity vs torch fp32: full {json.dumps({k: mf['parity']['int8'][k] for k in ('sent_prob_max_abs', 'sent_label_agreement')})}; "
+          f"sentiment-only {json.dumps({k: mo['parity']['int8'][k] for k in ('sent_prob_max_abs', 'sent_label_agreement')})}")
+    return {"rows": rows, "sentiment_only_over_full": rows["ORT int8 sentiment-only bundle"]["tok_per_s"] / base}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batches", type=int, default=6)
     ap.add_argument("--configs", default="uer,mini")
     ap.add_argument("--child", nargs=2, metavar=("ENGINE", "TARGET"))
+    ap.add_argument("--sentiment-only", action="store_true",
+                    help="compare a full int8 bundle with a P-tuned head against its sentiment-only int8 bundle")
     args = ap.parse_args()
     if args.child:
         print(json.dumps(child(args.child[0], args.child[1], args.threads, args.batches)))
@@ -164,7 +206,14 @@ def main() -> None:
         results = {}
         for name in args.configs.split(","):
             ckpt = make_uer_checkpoint(root) if name == "uer" else MINI
+            if args.sentiment_only:
+                results[name] = bench_sentiment_only(name, ckpt, root, args.threads, args.batches)
+                continue
             results[name] = bench(name, ckpt, root, args.threads, args.batches)
+        if args.sentiment_only:
+            print("\nsummary:", json.dumps({k: {"sentiment_only_over_full": round(v["sentiment_only_over_full"], 2)}
+                                                 for k, v in results.items()}))
+            return
         print("\nsummary:", json.dumps({k: {"int8_over_torch": round(v["int8_over_torch"], 2),
                                              "e2e_over_bare": round(v["e2e_over_bare"], 3)} for k, v in results.items()}))
 
