@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -42,11 +43,18 @@ def main() -> int:
         if not p.exists():
             print(f"needs {p}")
             return 2
+    work = Path(tempfile.mkdtemp(prefix="gptquant-aidet-"))
+    try:
+        return run(args, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def run(args, work: Path) -> int:
     from gptquant.lm import detector as D
     from gptquant.lm.export import export_bundle
     from gptquant.runtime.scorer import Scorer
 
-    work = Path(tempfile.mkdtemp(prefix="gptquant-aidet-"))
     export_bundle(MODEL, work / "bundle", int8=True, max_length=256)
     scorer = Scorer(work / "bundle", threads=args.threads)
     human = D.read_texts(HUMAN, limit=args.limit, seed=args.seed)
@@ -86,7 +94,12 @@ def int8_parity(det, human, machine, y, model, args) -> dict:
     from sklearn.model_selection import train_test_split
 
     from gptquant.lm.checkpoint import load_checkpoint
-    from gptquant.lm.export import _ai_score, feature_graph, onnx_features, torch_features
+    from gptquant.lm.export import (
+        _ai_score,
+        feature_graph,
+        onnx_features,
+        torch_features,
+    )
 
     texts = human + machine
     _, test = train_test_split(np.arange(len(y)), test_size=0.2, random_state=args.seed, stratify=y)
