@@ -9,13 +9,13 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import sqlite3
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from ..errors import GptquantError
+from ..sqlite_store import SqliteStore
 from ..text import normalize_text
 
 _SCHEMA = """
@@ -56,33 +56,19 @@ def _plain(v):
     return v
 
 
-class ScoreCache:
+class ScoreCache(SqliteStore):
     """Feature rows of scored texts, shared safely between processes (open one per process)."""
+
+    what = "score cache"
 
     def __init__(self, path=None, timeout: float = 60.0):
         """path: the SQLite file (default: default_path(), whose directory is created)."""
         if path is None:
             path = default_path()
             path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = Path(path)
-        if not self.path.parent.is_dir():
-            raise GptquantError(f"{self.path.parent}: directory for the score cache does not exist")
-        try:
-            self._db = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute(_SCHEMA)
-        except sqlite3.DatabaseError as exc:
-            raise GptquantError(f"{self.path}: not a usable score cache ({exc})") from None
-
-    def close(self) -> None:
-        self._db.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
+        if not Path(path).parent.is_dir():
+            raise GptquantError(f"{Path(path).parent}: directory for the score cache does not exist")
+        super().__init__(path, _SCHEMA, timeout=timeout, synchronous="NORMAL")
 
     def __len__(self) -> int:
         return self._db.execute("SELECT COUNT(*) FROM scores").fetchone()[0]

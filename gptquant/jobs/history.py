@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import json
 import math
-import sqlite3
 from pathlib import Path
 
-from ..errors import GptquantError
+from ..sqlite_store import SqliteStore
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -56,27 +55,14 @@ def _clean(obj):
     return obj
 
 
-class History:
+class History(SqliteStore):
     """The run history of every nightly config sharing one SQLite file."""
 
+    what = "run history"
+
     def __init__(self, path, timeout: float = 30.0):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self._db = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.executescript(_SCHEMA)
-        except sqlite3.DatabaseError as exc:
-            raise GptquantError(f"{self.path}: not a usable run history ({exc})") from None
-
-    def close(self) -> None:
-        self._db.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        super().__init__(path, _SCHEMA, timeout=timeout)
 
     def record(self, run: dict) -> None:
         """Store one run: keys of the runs table, `timings` and `analysis` dicts, `backtests` list of dicts
