@@ -28,6 +28,8 @@ def configure(verb: str, parser) -> None:
         parser.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads (default $GPTQUANT_THREADS or ORT's)")
         parser.add_argument("--text-column", default=None, help="column holding the text (default: text, else title + content)")
         parser.add_argument("--part-size", type=int, default=PART_SIZE, help=f"articles per resumable part (default {PART_SIZE})")
+        parser.add_argument("--chunk-parts", type=int, default=64,
+                            help="CSV/Parquet are read in chunks of this many parts, never whole (default 64)")
         parser.add_argument("--engine", choices=("local", "ray"), default="local",
                             help="local: this process / a process pool (default); ray: Ray actors (pip install 'gptquant[ray]')")
         parser.add_argument("--workers", type=int, default=1, help="workers, one ORT session each (default 1)")
@@ -56,80 +58,99 @@ def configure(verb: str, parser) -> None:
 # ---- score ---------------------------------------------------------------------------------------
 
 def run_score(args) -> int:
+    """Stream the news file chunk by chunk into resumable parts; only ids, features and rejects are kept
+    whole, so memory does not grow with the text of the file."""
     import pandas as pd
     from tqdm import tqdm
 
     from .engines import open_engine, restore_order, worker_threads
-    from .news import read_news
+    from .news import REJECT_COLUMNS, iter_news
     from .scorer import load_model
 
     out = Path(args.out)
     if out.suffix.lower() not in (".parquet", ".pq", ".csv"):
         raise GptquantError(f"{out}: output must end in .parquet or .csv")
-    if args.part_size < 1:
-        raise GptquantError(f"--part-size must be positive, got {args.part_size}")
+    if args.part_size < 1 or args.chunk_parts < 1:
+        raise GptquantError(f"--part-size and --chunk-parts must be positive, got {args.part_size}, {args.chunk_parts}")
     if not out.parent.is_dir():
         raise GptquantError(f"{out.parent}: output directory not found")
-    articles, rejects = read_news(args.news, text_column=args.text_column, require_meta=False)
-    rejects_path = Path(f"{out}.rejects.csv")
-    if len(rejects):
-        atomic_write(rejects_path, lambda tmp: rejects.to_csv(tmp, index=False, encoding="utf-8"))
-    elif rejects_path.exists():
-        rejects_path.unlink()  # a stale file from an earlier run would misreport this one
-    if not len(articles):
-        raise GptquantError(f"{args.news}: no usable articles ({len(rejects)} rejected, see {rejects_path})")
-
     if args.workers < 1:
         raise GptquantError(f"--workers must be positive, got {args.workers}")
+    news = Path(args.news)
+    if not news.is_file():
+        raise GptquantError(f"{news}: news file not found")
     local_threads = worker_threads(args.threads, args.workers) if args.engine == "local" else args.threads
     scorer = load_model(args.model, threads=local_threads, batch_size=args.batch_size)
     parts_dir = Path(f"{out}.parts")
-    key = _fingerprint(scorer.bundle_hash, args.part_size, articles)
-    _prepare_parts(parts_dir, key)
+    _prepare_parts(parts_dir, _fingerprint(scorer.bundle_hash, args, news))
 
-    n = len(articles)
-    starts = range(0, n, args.part_size)
-    done = {s for s in starts if (parts_dir / _part_name(s)).is_file()}
+    ids: list = []        # article ids in news order (what restore_order checks against)
+    starts: list = []     # part start positions among the usable articles
+    rejects: list = []
+    resumed = 0
+
+    def parts(bar):
+        nonlocal resumed
+        chunks = iter_news(news, chunk_rows=args.part_size * args.chunk_parts, text_column=args.text_column,
+                           require_meta=False)
+        for articles, rej in chunks:
+            rejects.append(rej)
+            first = len(ids)
+            ids.extend(articles["article_id"].tolist())
+            for i in range(0, len(articles), args.part_size):
+                part = articles.iloc[i: i + args.part_size][["article_id", "text"]]
+                starts.append(first + i)
+                if (parts_dir / _part_name(first + i)).is_file():  # finished by an earlier, interrupted run
+                    resumed += len(part)
+                    bar.update(len(part))
+                else:
+                    yield first + i, part
+
     scored, tokens = 0, 0
-    todo = [(s, articles.iloc[s: s + args.part_size][["article_id", "text"]]) for s in starts if s not in done]
     t0 = time.perf_counter()
-    with tqdm(total=n, unit="art", desc="scoring", disable=None, file=sys.stderr) as bar, \
+    with tqdm(unit="art", desc="scoring", disable=None, file=sys.stderr) as bar, \
             open_engine(args.engine, bundle_dir=scorer.bundle_dir, bundle_hash=scorer.bundle_hash, workers=args.workers,
                         threads=args.threads, batch_size=args.batch_size, address=args.address, scorer=scorer) as run:
-        bar.update(sum(min(args.part_size, n - s) for s in done))
-        for s, feats in run(todo):  # parts arrive as they finish; each is written atomically
+        for s, feats in run(parts(bar)):  # parts arrive as they finish; each is written atomically
             atomic_write(parts_dir / _part_name(s), lambda tmp: feats.to_parquet(tmp, index=False))
             scored += len(feats)
             tokens += int(feats["n_tokens"].sum())
             bar.update(len(feats))
     seconds = time.perf_counter() - t0
 
+    rejects = pd.concat(rejects, ignore_index=True) if rejects else pd.DataFrame(columns=REJECT_COLUMNS)
+    rejects_path = Path(f"{out}.rejects.csv")
+    if len(rejects):
+        atomic_write(rejects_path, lambda tmp: rejects.to_csv(tmp, index=False, encoding="utf-8"))
+    elif rejects_path.exists():
+        rejects_path.unlink()  # a stale file from an earlier run would misreport this one
+    n = len(ids)
+    if not n:
+        shutil.rmtree(parts_dir, ignore_errors=True)
+        raise GptquantError(f"{args.news}: no usable articles ({len(rejects)} rejected, see {rejects_path})")
     frames = [pd.read_parquet(parts_dir / _part_name(s)) for s in starts]
     if sum(map(len, frames)) != n:
         raise GptquantError(f"{parts_dir}: parts hold {sum(map(len, frames))} rows, expected {n}; delete the folder and re-run")
-    result = restore_order(articles["article_id"], frames)  # rows in news order, checked by article id
+    result = restore_order(pd.Series(ids), frames)  # rows in news order, checked by article id
     if out.suffix.lower() == ".csv":
         atomic_write(out, lambda tmp: result.to_csv(tmp, index=False, encoding="utf-8"))
     else:
         atomic_write(out, lambda tmp: result.to_parquet(tmp, index=False))
     shutil.rmtree(parts_dir, ignore_errors=True)
 
-    resumed = f", {n - scored} resumed from parts" if scored < n else ""
+    resumed_txt = f", {resumed} resumed from parts" if resumed else ""
     engine = f" on {args.engine} x{args.workers}" if (args.engine, args.workers) != ("local", 1) else ""
     rate = f"{tokens / seconds:,.0f} tokens/s{engine}" if scored else "nothing new to score"
     rej = f"; {len(rejects)} rows rejected -> {rejects_path}" if len(rejects) else ""
-    print(f"scored {n} articles ({int(result['n_tokens'].sum())} tokens){resumed}: {rate}; wrote {out}{rej}")
+    print(f"scored {n} articles ({int(result['n_tokens'].sum())} tokens){resumed_txt}: {rate}; wrote {out}{rej}")
     return 0
 
 
-def _fingerprint(bundle_hash: str, part_size: int, articles) -> str:
-    """Parts are reusable only for the same model, part size, article ids and texts."""
-    import pandas as pd
+def _fingerprint(bundle_hash: str, args, news: Path) -> str:
+    """Parts are reusable only for the same model, news file bytes, part and chunk sizes and text column."""
+    from ..bundle import sha256_file
 
-    h = hashlib.sha256(f"{bundle_hash}|{part_size}|{len(articles)}|".encode())
-    h.update(pd.util.hash_pandas_object(articles["article_id"].astype(str), index=False).to_numpy().tobytes())
-    h.update(pd.util.hash_pandas_object(articles["text"].astype(str), index=False).to_numpy().tobytes())
-    return h.hexdigest()
+    return hashlib.sha256(f"{bundle_hash}|{sha256_file(news)}|{args.part_size}|{args.chunk_parts}|{args.text_column}".encode()).hexdigest()
 
 
 def _prepare_parts(parts_dir: Path, key: str) -> None:

@@ -175,20 +175,30 @@ def _ray_engine(spec, workers: int, address: str | None):
     """One actor per worker (1 CPU each in Ray's accounting). Joins a running Ray (the caller's, or the
     cluster at `address`); otherwise starts a local one for the duration and shuts it down after."""
     with ray_session(max(workers, os.cpu_count() or 1), address) as ray:
-        from ray.util import ActorPool
-
         actor = ray.remote(num_cpus=1)(ScorerActor)
         actors = [actor.remote(*spec) for _ in range(workers)]
 
         def run(parts):
-            pool = ActorPool(actors)
-            try:
-                yield from pool.map_unordered(lambda a, item: a.score.remote(item), parts)
-            except ray.exceptions.RayError as exc:
-                cause = getattr(exc, "cause", None)
-                if isinstance(cause, GptquantError):
-                    raise GptquantError(str(cause)) from None
-                raise GptquantError(f"a Ray scoring worker failed: {cause or exc}") from None
+            """Bounded submission: a part is read from `parts` only when an actor is free, so a streamed
+            input never piles up in the driver (ActorPool.map_unordered would queue it all)."""
+            idle, busy = list(actors), {}
+            todo = iter(parts)
+            while True:
+                while idle and (item := next(todo, None)) is not None:
+                    a = idle.pop()
+                    busy[a.score.remote(item)] = a
+                if not busy:
+                    return
+                done, _ = ray.wait(list(busy), num_returns=1)
+                for ref in done:
+                    idle.append(busy.pop(ref))
+                    try:
+                        yield ray.get(ref)
+                    except ray.exceptions.RayError as exc:
+                        cause = getattr(exc, "cause", None)
+                        if isinstance(cause, GptquantError):
+                            raise GptquantError(str(cause)) from None
+                        raise GptquantError(f"a Ray scoring worker failed: {cause or exc}") from None
 
         try:
             yield run

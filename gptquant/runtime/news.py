@@ -24,7 +24,8 @@ CODE_COLUMNS = ("instrument", "instruments", "codes", "code")  # first one prese
 _BARE_CODE = re.compile(r"^\s*\d{6}\s*$")
 
 
-def read_news(source, *, text_column: str | None = None, require_meta: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
+def read_news(source, *, text_column: str | None = None, require_meta: bool = True,
+              name: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Read a news table; returns (articles, rejects).
 
     articles: article_id, row, datetime (naive Asia/Shanghai), text, instruments (list of canonical
@@ -32,7 +33,8 @@ def read_news(source, *, text_column: str | None = None, require_meta: bool = Tr
     columns may be absent or empty (plain scoring needs only text); present but unparseable values are
     still rejected.
     """
-    name, df, pre_rejects = _load(source)
+    loaded_name, df, pre_rejects = _load(source)
+    name = name or loaded_name
     if not isinstance(df, pd.DataFrame):
         raise GptquantError(f"{name}: expected a table, got {type(df).__name__}")
     df = df.reset_index(drop=True)
@@ -97,6 +99,110 @@ def read_news(source, *, text_column: str | None = None, require_meta: bool = Tr
     if len(pre_rejects):
         rejects = pd.concat([pre_rejects, rejects], ignore_index=True).sort_values("row", kind="stable").reset_index(drop=True)
     return articles, rejects
+
+
+STREAM_CHUNK_ROWS = 65_536
+
+
+def iter_news(source, *, chunk_rows: int = STREAM_CHUNK_ROWS, text_column: str | None = None,
+              require_meta: bool = True):
+    """Yield (articles, rejects) chunk by chunk, as read_news would give for the whole table (same global
+    row numbers and article ids), so a file of millions of rows never sits in memory whole.
+
+    CSV and Parquet files stream; JSONL files and DataFrames come as one chunk. Whether the `id` column
+    can serve as article_id (present, non-empty, unique) is decided by a first pass over that column alone.
+    """
+    if not isinstance(chunk_rows, int) or chunk_rows < 1:
+        raise GptquantError(f"chunk_rows must be a positive integer, got {chunk_rows!r}")
+    kind = None if isinstance(source, pd.DataFrame) else _stream_kind(Path(source))
+    if kind is None:
+        yield read_news(source, text_column=text_column, require_meta=require_meta)
+        return
+    path = Path(source)
+    use_ids = _ids_usable(path, kind)
+    offset = 0
+    for raw in _raw_chunks(path, kind, chunk_rows):
+        raw = raw.reset_index(drop=True)
+        raw["__row__"] = np.arange(offset + 1, offset + len(raw) + 1, dtype="int64")
+        offset += len(raw)
+        if not use_ids and "id" in raw.columns:
+            raw = raw.drop(columns="id")
+        yield read_news(raw, text_column=text_column, require_meta=require_meta, name=str(path))
+
+
+def _stream_kind(path: Path) -> str | None:
+    if not path.is_file():
+        raise GptquantError(f"{path}: news file not found")
+    suffix = path.suffix.lower()
+    return "parquet" if suffix in (".parquet", ".pq") else "csv" if suffix in (".csv", ".tsv", ".txt", "") else None
+
+
+def _raw_chunks(path: Path, kind: str, chunk_rows: int, columns=None):
+    """Raw string tables of at most chunk_rows rows."""
+    if kind == "parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_rows, columns=columns):
+                yield batch.to_pandas()
+        except GptquantError:
+            raise
+        except Exception as exc:  # pyarrow raises many types for a damaged file
+            raise GptquantError(f"{path}: cannot read Parquet ({exc})") from None
+        return
+    try:
+        reader = pd.read_csv(path, sep="\t" if path.suffix.lower() == ".tsv" else ",", dtype=str, keep_default_na=False,
+                             encoding=_text_encoding(path), chunksize=chunk_rows, usecols=columns)
+        yield from reader
+    except pd.errors.ParserError as exc:
+        raise GptquantError(f"{path}: malformed CSV ({exc})") from None
+    except pd.errors.EmptyDataError:
+        raise GptquantError(f"{path}: empty file (no header row)") from None
+
+
+def _text_encoding(path: Path, block: int = 1 << 20) -> str:
+    """utf-8-sig or gb18030, decided by decoding the whole file incrementally (same rules as decode_bytes)."""
+    import codecs
+
+    for enc in ("utf-8-sig", "gb18030"):
+        dec, pos = codecs.getincrementaldecoder(enc)(), 0
+        try:
+            with open(path, "rb") as f:
+                while data := f.read(block):
+                    dec.decode(data)
+                    pos += len(data)
+                dec.decode(b"", final=True)
+            return enc
+        except UnicodeDecodeError:
+            continue
+    with open(path, "rb") as f:  # the same message as for a whole-file read
+        decode_bytes(f.read(), path)
+    raise GptquantError(f"{path}: cannot decode")  # decode_bytes raised already; kept for clarity
+
+
+def _ids_usable(path: Path, kind: str) -> bool:
+    """First pass over the `id` column only: usable as article_id when present, non-empty and unique."""
+    if kind == "parquet":
+        import pyarrow.parquet as pq
+
+        if "id" not in pq.ParquetFile(path).schema_arrow.names:
+            return False
+    else:
+        header = next(_raw_chunks(path, kind, 1), pd.DataFrame())
+        if "id" not in header.columns:
+            return False
+    seen: set = set()
+    for chunk in _raw_chunks(path, kind, STREAM_CHUNK_ROWS, columns=["id"]):
+        ids = chunk["id"]
+        if ids.isna().any() or (ids.astype(str).str.strip() == "").any():
+            warnings.warn(f"{path}: column 'id' has empty values; using row numbers as article_id", stacklevel=3)
+            return False
+        before = len(seen)
+        seen.update(ids.tolist())
+        if len(seen) - before != len(ids):
+            warnings.warn(f"{path}: column 'id' is not unique; using row numbers as article_id", stacklevel=3)
+            return False
+    return True
 
 
 # ---- loading ------------------------------------------------------------------------------------
