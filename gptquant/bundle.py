@@ -26,6 +26,8 @@ TOKEN_OUTPUTS = ("token_logprob", "token_entropy", "token_logprob_var", "token_r
 POOLED_OUTPUTS = ("pooled", "last_hidden")  # [batch, hidden]: masked mean / last real position
 SENTIMENT_OUTPUT = "sent_logprob"  # [batch, n_labels], only when a sentiment head was baked in
 
+RANK_BUCKETS = (10, 100, 1000)  # GLTR buckets: rank_top10 / rank_top100 / rank_top1000
+
 # Article features (one row per article), per ARCHITECTURE.md
 BASE_FEATURES = (
     "n_tokens", "truncated", "nll_mean", "nll_std", "ppl", "entropy_mean",

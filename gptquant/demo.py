@@ -82,7 +82,7 @@ def run_demo(out="demo_out", minutes: float | None = 1.0, steps: int | None = No
         res = train_sentiment(model_dir, paths["labelled"], head_dir, method="ptuning", labels=list(LABELS), steps=500,
                               batch=16, lr=1e-2, max_length=64, patience=20, seed=seed, resume=False, progress=False,
                               threads=threads)
-        info.update(_validation(res))
+        info.update(validation=res["validation"], baseline_validation=res.get("baseline_validation"))
     with _stage(summary, "export") as info:
         print(f"       = gptquant export {head_dir} --out {bundle_dir} --int8 --max-length 128")
         try:
@@ -103,15 +103,6 @@ def run_demo(out="demo_out", minutes: float | None = 1.0, steps: int | None = No
     summary["headline"] = _headline(run)
     atomic_write_text(out / "summary.json", json.dumps(summary, ensure_ascii=False, indent=1, default=str))
     return summary
-
-
-def _validation(res: dict) -> dict:
-    """Accuracy / macro-F1 of the head and the baseline from train_sentiment's summary, whatever its nesting."""
-    keep = {}
-    for key in ("validation", "metrics", "head", "baseline"):
-        if key in res:
-            keep[key] = res[key]
-    return keep or {k: v for k, v in res.items() if isinstance(v, (int, float, str))}
 
 
 def _headline(run: dict) -> dict:

@@ -62,3 +62,12 @@ def tiny_bundle(tiny_checkpoint, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("bundles") / "tiny-fp32"
     export_bundle(tiny_checkpoint, out, int8=False, max_length=48, exporter="torchscript")
     return out
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """A local Ray on 2 CPUs for one test module (Ray start-up is slow: once per module)."""
+    ray = pytest.importorskip("ray", reason="Ray is an optional extra: pip install 'gptquant[ray]'")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()

@@ -14,11 +14,7 @@ pytest.importorskip("torch")  # tiny_bundle is exported by the project's own tor
 ray = pytest.importorskip("ray", reason="Ray is an optional extra: pip install 'gptquant[ray]'")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
+pytestmark = pytest.mark.usefixtures("local_ray")
 
 
 def test_ray_matches_plain_scorer_and_keeps_input_order(tiny_bundle):

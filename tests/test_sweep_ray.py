@@ -11,11 +11,7 @@ from gptquant.backtest.sweep import run_sweep  # noqa: E402
 from test_sweep import check_results, project  # noqa: E402,F401  (fixture)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
+pytestmark = pytest.mark.usefixtures("local_ray")
 
 
 def test_ray_sweep_matches_the_local_run(project, tmp_path):

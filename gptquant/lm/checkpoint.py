@@ -7,11 +7,11 @@ silently builds a 5-token vocabulary) and check the size against the embedding r
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..bundle import sha256_file
 from ..errors import GptquantError, require
 from ..tokenize import SpecialTokens
 
@@ -33,15 +33,7 @@ class Checkpoint:
         return int(self.config["vocab_size"])
 
     def source_sha256(self) -> str:
-        return sha256_of(self.weights_file) if self.weights_file else ""
-
-
-def sha256_of(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while b := f.read(1 << 20):
-            h.update(b)
-    return h.hexdigest()
+        return sha256_file(self.weights_file) if self.weights_file else ""
 
 
 def _read_json(path: Path) -> dict:

@@ -23,7 +23,6 @@ DEFAULT_MAX_LENGTH = 256
 # int8 is refused when parity against torch fp32 is worse than this (measured ~0.02 mean here)
 PARITY_LIMITS = {"nll_mean_abs": 0.05, "nll_max_abs": 1.5, "rank_bucket_agreement": 0.95, "sent_prob_max_abs": 0.05,
                  "sent_label_agreement": 0.97, "ai_prob_max_abs": 0.1, "ai_label_agreement": 0.9}
-RANK_BUCKETS = (10, 100, 1000)
 
 # Fixed texts for parity checks: written for this project (synthetic financial flashes, no data copied).
 PARITY_TEXTS = [
@@ -167,7 +166,7 @@ def onnx_features(path: Path, ckpt: Checkpoint, texts, max_length: int, threads:
 
 
 def _bucket(rank):
-    return np.searchsorted(np.array(RANK_BUCKETS), rank, side="left")
+    return np.searchsorted(np.array(B.RANK_BUCKETS), rank, side="left")
 
 
 def parity(ref: dict, got: dict, detector: dict | None = None) -> dict:

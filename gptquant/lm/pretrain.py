@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
 import time
 from pathlib import Path
 
 import numpy as np
 
-from ..atomic import atomic_write_text
+from ..atomic import atomic_write, atomic_write_text
 from ..errors import GptquantError, require
 from ..text import normalize_text
 from ..tokenize import SpecialTokens, token_ids
@@ -214,9 +213,7 @@ def _save_weights(net, out: Path) -> None:
     from safetensors.torch import save_file
 
     state = {k: v.detach().contiguous() for k, v in net.state_dict().items() if k != "lm_head.weight"}
-    tmp = out / ".model.safetensors.tmp"
-    save_file(state, str(tmp), metadata={"format": "pt"})
-    os.replace(tmp, out / "model.safetensors")
+    atomic_write(out / "model.safetensors", lambda tmp: save_file(state, tmp, metadata={"format": "pt"}))
 
 
 def _save_checkpoint(net, opt, out: Path, step: int, total: int, losses: list) -> None:
@@ -225,7 +222,6 @@ def _save_checkpoint(net, opt, out: Path, step: int, total: int, losses: list) -
 
     _save_weights(net, out)
     net.config.save_pretrained(str(out))
-    tmp = out / f".{STATE_FILE}.tmp"
-    torch.save({"step": step, "total": total, "optimizer": opt.state_dict(), "losses": losses[-1000:],
-                "rng": torch.get_rng_state()}, tmp)
-    os.replace(tmp, out / STATE_FILE)
+    state = {"step": step, "total": total, "optimizer": opt.state_dict(), "losses": losses[-1000:],
+             "rng": torch.get_rng_state()}
+    atomic_write(out / STATE_FILE, lambda tmp: torch.save(state, tmp))

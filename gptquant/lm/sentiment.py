@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from ..bundle import atomic_write_text
+from ..atomic import atomic_write, atomic_write_text
 from ..errors import GptquantError, require
 from ..tokenize import pad_batch, token_ids
 from . import metrics as M
@@ -455,10 +454,9 @@ def _fit_loop(head, params, train_ids, y_train, val_ids, y_val, labels, *, steps
             else:
                 bad += 1
                 stopped = bad >= patience
-            tmp = state_path.with_name(state_path.name + ".tmp")
-            torch.save({"head": _own_state(head), "opt": opt.state_dict(), "sched": sched.state_dict(), "step": step,
-                        "best": best, "bad": bad, "best_state": best_state, "history": json.dumps(history)}, str(tmp))
-            os.replace(tmp, state_path)
+            state = {"head": _own_state(head), "opt": opt.state_dict(), "sched": sched.state_dict(), "step": step,
+                     "best": best, "bad": bad, "best_state": best_state, "history": json.dumps(history)}
+            atomic_write(state_path, lambda tmp: torch.save(state, tmp))
     bar.close()
     if best_state is not None:
         head.load_state_dict(best_state, strict=False)
@@ -569,9 +567,7 @@ def train_sentiment(model_dir, data, out_dir, method: str = "ptuning", *, labels
     meta["validation"]["ece_uncalibrated"] = M.ece(vy, np.exp(M.log_softmax(val_logits)))
 
     _copy_base(Path(model_dir), out_dir)
-    weights_tmp = out_dir / f".{HEAD_WEIGHTS}.tmp"
-    save_file(_own_state(head), str(weights_tmp))
-    os.replace(weights_tmp, out_dir / HEAD_WEIGHTS)
+    atomic_write(out_dir / HEAD_WEIGHTS, lambda tmp: save_file(_own_state(head), tmp))
     summary = {"method": method, "labels": labels, "validation": meta["validation"], "temperature": temperature}
     if baseline:
         base = train_baseline(tr_texts, tr_y, labels, vt, vy, seed=seed)
@@ -588,9 +584,7 @@ def _copy_base(src: Path, dst: Path) -> None:
         return
     for name in BASE_FILES:
         if (src / name).is_file():
-            tmp = dst / f".{name}.tmp"
-            shutil.copyfile(src / name, tmp)
-            os.replace(tmp, dst / name)
+            atomic_write(dst / name, lambda tmp: shutil.copyfile(src / name, tmp))
 
 
 # ---- evaluation ------------------------------------------------------------------------------------------

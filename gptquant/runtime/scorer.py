@@ -25,7 +25,6 @@ from ..errors import GptquantError, MissingExtra
 from ..tokenize import SpecialTokens, pad_batch, token_ids
 from .heads import check_detector, detector_score, detector_usable, needs_pooled
 
-RANK_BUCKETS = (10, 100, 1000)
 GRAPHS = ("full", "sentiment-only")
 STAT_COLUMNS = list(B.BASE_FEATURES) + ["logrank_mean", "fast_detect"]
 THREADS_ENV = "GPTQUANT_THREADS"
@@ -277,7 +276,7 @@ def token_statistics(out: dict, m: np.ndarray) -> list[np.ndarray]:
         nll_mean = mean(-lp)
         nll_std = np.sqrt(mean((lp + nll_mean[:, None]) ** 2))
         cols = [n, np.zeros_like(n), nll_mean, nll_std, np.exp(nll_mean), mean(ent)]
-        cols += [mean(rank <= k) for k in RANK_BUCKETS]
+        cols += [mean(rank <= k) for k in B.RANK_BUCKETS]
         cols.append(mean(np.log(np.maximum(rank, 1.0))))
         sum_var = np.where(m, var, 0.0).sum(axis=1)
         crit = (np.where(m, lp, 0.0).sum(axis=1) + np.where(m, ent, 0.0).sum(axis=1)) / np.sqrt(sum_var)
