@@ -111,3 +111,15 @@ def test_shared_price_files_load(shared_data):
     assert csmd["datetime"].min() == pd.Timestamp("2021-01-04")
     csi = load_benchmark(shared_data / "cn_index_daily" / "csi300_000300_daily.csv", start="2019-01-01", end="2021-12-31")
     assert len(csi) == 730 and csi.index.is_monotonic_increasing
+
+
+def test_loaded_bars_load_again_unchanged_and_numeric_flags_are_checked():
+    raw = pd.concat([bars_frame(["600000"]), bars_frame(["000001.SZA"])], ignore_index=True).assign(st=[0.0, 1.0, float("nan"), 0.0])
+    bars = load_bars(raw)
+    assert list(bars["st"]) == [False, False, False, True]  # 000001.SZ sorts first; NaN = not ST
+    again = load_bars(bars)  # already clean (the nightly job's cached frame): same values, same dtypes
+    pd.testing.assert_frame_equal(again, bars, check_exact=True)
+    with pytest.raises(GptquantError, match=r"row 2: column 'st' must be a true/false flag, got .*2\.0"):
+        load_bars(raw.assign(st=[0.0, 2.0, 0.0, 0.0]))
+    with pytest.raises(GptquantError, match=r"row 3: not an A-share instrument code"):
+        load_bars(raw.assign(code=["600000", "600000", None, "000001"]))

@@ -298,15 +298,19 @@ def _bad_row(where, df, mask, why):
 
 
 def _codes(col: pd.Series, where: str) -> pd.Series:
+    # normalise each distinct code once; a column that is already canonical is returned as it is
     raw = col.astype(str).str.strip()
-    uniq = {}
-    for c in raw.unique():
+    ids, uniq = pd.factorize(raw, use_na_sentinel=False)
+    canon = []
+    for i, c in enumerate(uniq):
         try:
-            uniq[c] = normalize_code(c)
+            canon.append(normalize_code(c))
         except ValueError:
-            row = int(np.flatnonzero((raw == c).to_numpy())[0]) + 1
+            row = int(np.flatnonzero(ids == i)[0]) + 1
             raise GptquantError(f"{where}: row {row}: not an A-share instrument code: {c!r}") from None
-    return raw.map(uniq)
+    if canon == list(uniq):
+        return raw
+    return pd.Series(pd.array(canon, dtype="str").take(ids), index=raw.index)
 
 
 def _dates(col: pd.Series, where: str) -> pd.DatetimeIndex:
@@ -324,17 +328,26 @@ def _dates(col: pd.Series, where: str) -> pd.DatetimeIndex:
 
 
 def _numeric(col: pd.Series, name: str, where: str) -> pd.Series:
+    if pd.api.types.is_numeric_dtype(col):  # already numbers: nothing to parse (text checks cost seconds on 1M rows)
+        return col.astype(float)
     out = pd.to_numeric(col, errors="coerce").astype(float)
-    bad = out.isna() & col.notna() & (col.astype(str).str.strip() != "")
-    if bad.any():
-        i = int(np.flatnonzero(bad.to_numpy())[0])
-        raise GptquantError(f"{where}: row {i + 1}: column {name!r} is not a number: {col.iloc[i]!r}")
+    cand = np.flatnonzero((out.isna() & col.notna()).to_numpy())  # only these can be text that is not a number
+    if len(cand):
+        text = col.iloc[cand].astype(str).str.strip().to_numpy()
+        bad = cand[text != ""]
+        if len(bad):
+            i = int(bad[0])
+            raise GptquantError(f"{where}: row {i + 1}: column {name!r} is not a number: {col.iloc[i]!r}")
     return out
 
 
 def _flags(col: pd.Series, where: str) -> pd.Series:
     if pd.api.types.is_bool_dtype(col):
         return col.astype(bool)
+    if pd.api.types.is_numeric_dtype(col):  # 0/1 (NaN = not ST) without building strings
+        v = col.to_numpy(dtype=float, na_value=np.nan)
+        if (np.isnan(v) | (v == 0) | (v == 1)).all():
+            return pd.Series(v == 1, index=col.index)
     text = col.astype(str).str.strip().str.lower()
     truth = {"1": True, "true": True, "yes": True, "y": True, "0": False, "false": False, "no": False, "n": False,
              "": False, "nan": False, "1.0": True, "0.0": False}
