@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from gptquant.analysis.factor import (analyze, factor_ic, factor_turnover, forward_returns, ic_summary, long_short,
-                                      quantile_returns)
+from gptquant.analysis.factor import (_factor_data, analyze, factor_ic, factor_turnover, forward_returns, ic_summary,
+                                      long_short, quantile_returns)
 from gptquant.errors import GptquantError
 from gptquant.market.calendar import sessions
 
@@ -45,6 +45,9 @@ def test_forward_returns_are_open_to_open_from_the_signal_session():
     b = fwd.xs("B.SZ", level="instrument")
     assert np.isnan(b.loc[days[0], "1D"])  # next session suspended: no return, not a skip to the day after
     assert b.loc[days[0], "2D"] == pytest.approx(0.2)
+    only_b = forward_returns(bars, horizons=(1, 2), instruments=["B.SZ"])  # A's bars still give the dates
+    assert list(only_b.index.unique("instrument")) == ["B.SZ"]
+    pd.testing.assert_frame_equal(only_b.xs("B.SZ", level="instrument"), b)
     close = forward_returns(bars.assign(close=bars["open"] * 2), horizons=(1,), price="close")
     assert close.loc[(days[0], "A.SH"), "1D"] == pytest.approx(0.1)
 
@@ -131,6 +134,33 @@ def test_turnover_matches_a_direct_computation():
     ranks = panel["s"].groupby(level="datetime").rank().unstack()
     ac = [ranks.loc[b].corr(ranks.loc[a]) for a, b in zip(days, days[1:])]
     np.testing.assert_allclose(got["rank_autocorr"].to_numpy(), ac)
+
+
+def test_quantiles_and_turnover_are_alphalens_numbers():
+    al = pytest.importorskip("alphalens")
+    panel, bars = planted(n_days=40, n_inst=12)
+    days = panel.index.get_level_values("datetime")
+    coarse = days.isin(days.unique()[::3])  # every third session on a coarse grid: ties, some repeated bin edges
+    s = panel["s"].round(1).where(~coarse, panel["s"].round(0))
+    fwd = forward_returns(bars)[["1D", "5D"]]
+    data = _factor_data(s, fwd, min_assets=5)
+    expected = al.utils.quantize_factor(data, quantiles=5, no_raise=True)
+    got = _factor_data(s, fwd, quantiles=5, min_assets=5)["factor_quantile"]
+    assert 0 < got.index.unique("date").size < data.index.unique("date").size  # sessions with repeated edges go
+    pd.testing.assert_series_equal(got, expected.astype("int64").reindex(got.index), check_names=False)
+    assert len(got) == len(expected)
+    for by_date in (False, True):
+        mean, _ = al.performance.mean_return_by_quantile(data.assign(factor_quantile=expected), by_date=by_date, demeaned=False)
+        np.testing.assert_allclose(quantile_returns(s, fwd, q=5, by_date=by_date).to_numpy(), mean.to_numpy(), rtol=0, atol=1e-12)
+    stub = _factor_data(s, pd.DataFrame({"1D": 0.0}, index=s.index), min_assets=5)
+    stub = stub.assign(factor_quantile=al.utils.quantize_factor(stub, quantiles=5, no_raise=True)).dropna()
+    turnover = factor_turnover(s, q=5)
+    for col, exp in (("top", al.performance.quantile_turnover(stub["factor_quantile"], 5)),
+                     ("bottom", al.performance.quantile_turnover(stub["factor_quantile"], 1)),
+                     ("rank_autocorr", al.performance.factor_rank_autocorrelation(stub))):
+        exp = exp.reindex(turnover.index)
+        assert exp.notna().sum() > 10
+        np.testing.assert_allclose(turnover[col].to_numpy(), exp.to_numpy(), rtol=0, atol=1e-12)
 
 
 def test_analyze_returns_every_figure_as_json():

@@ -5,8 +5,11 @@ strategy sees row D and trades at D's open. The forward return of row D at horiz
 open(D+h) / open(D) - 1, D+h being the h-th later date of the price table (price="close" for panels
 built with a 15:00 cutoff). A missing bar (suspension) gives no return for that row: it is not counted.
 
-alphalens-reloaded does the quantile bucketing, the quantile returns and the turnover; IC (Pearson, which
-alphalens lacks) and Rank IC (Spearman) are vectorised per-session correlations here.
+The quantile bucketing, quantile means and turnover are alphalens-reloaded's (quantize_factor with
+no_raise, mean_return_by_quantile undemeaned, quantile_turnover, factor_rank_autocorrelation) computed
+vectorised here: alphalens buckets one session at a time (~1 s on 600 sessions) and takes ~1.4 s to
+import, most of a nightly run's analysis stage. tests/test_analysis.py checks the numbers against it.
+IC (Pearson, which alphalens lacks) and Rank IC (Spearman) are vectorised per-session correlations.
 Sessions with fewer than `min_assets` instruments that have both a factor value and a return are left
 out: a correlation of two points is always +-1.
 """
@@ -17,24 +20,22 @@ import math
 import numpy as np
 import pandas as pd
 
-from ..errors import GptquantError, require
+from ..errors import GptquantError
 
 HORIZONS = (1, 5, 10)
-
-
-def _alphalens():
-    return require("alphalens", "analysis", "factor analysis (pip install alphalens-reloaded)")
 
 
 def horizon_name(h: int) -> str:
     return f"{int(h)}D"
 
 
-def forward_returns(bars: pd.DataFrame, horizons=HORIZONS, price: str = "open") -> pd.DataFrame:
+def forward_returns(bars: pd.DataFrame, horizons=HORIZONS, price: str = "open", instruments=None) -> pd.DataFrame:
     """Forward returns on a (datetime, instrument) index, one column per horizon ('1D', '5D', ...).
 
     bars: long table with datetime, instrument and the price column. Row D at horizon h is
-    price(D+h) / price(D) - 1 over the dates of the table; NaN when either bar is missing.
+    price(D+h) / price(D) - 1 over the dates of the table; NaN when either bar is missing. The index is
+    every (date, instrument) pair of the table. instruments: keep only these (the whole table still
+    gives the dates and is still checked).
     """
     need = ["datetime", "instrument", price]
     missing = [c for c in need if c not in bars.columns]
@@ -43,23 +44,69 @@ def forward_returns(bars: pd.DataFrame, horizons=HORIZONS, price: str = "open") 
     horizons = sorted({int(h) for h in horizons})
     if not horizons or horizons[0] < 1:
         raise GptquantError(f"horizons must be positive session counts, got {horizons}")
-    df = bars[need].copy()
-    df["datetime"] = pd.to_datetime(df["datetime"]).dt.normalize()
-    df["instrument"] = df["instrument"].astype(str)
-    p = pd.to_numeric(df[price], errors="coerce")
+    day = pd.to_datetime(bars["datetime"]).dt.normalize()
+    inst = bars["instrument"].astype(str)
+    p = pd.to_numeric(bars[price], errors="coerce")
     bad = ~(p > 0)
     if bad.any():
         i = int(np.flatnonzero(bad.to_numpy())[0])
         raise GptquantError(f"price table row {i + 1}: {price} must be a positive number, got {bars[price].iloc[i]!r}")
-    dup = df.duplicated(["datetime", "instrument"])
-    if dup.any():
-        r = df[dup].iloc[0]
-        raise GptquantError(f"price table: more than one bar for {r['instrument']} on {r['datetime'].date()}")
-    wide = p.set_axis(pd.MultiIndex.from_frame(df[["datetime", "instrument"]])).unstack("instrument").sort_index()
-    out = {horizon_name(h): (wide.shift(-h) / wide - 1.0).stack() for h in horizons}
-    fwd = pd.DataFrame(out)
-    fwd.index = fwd.index.set_names(["datetime", "instrument"])
-    return fwd.sort_index()
+    d_code, dates = pd.factorize(day, sort=True)
+    i_code, insts = pd.factorize(inst, sort=True)
+    for code, what in ((d_code, "datetime"), (i_code, "instrument")):
+        if (code < 0).any():
+            raise GptquantError(f"price table row {int(np.flatnonzero(code < 0)[0]) + 1}: {what} is missing")
+    key = d_code.astype(np.int64) * len(insts) + i_code
+    order = np.argsort(key, kind="stable")
+    dup = order[1:][key[order][1:] == key[order][:-1]]  # later bars of a repeated (date, instrument)
+    if len(dup):
+        i = int(dup.min())
+        raise GptquantError(f"price table: more than one bar for {inst.iloc[i]} on {day.iloc[i].date()}")
+    if instruments is not None:  # renumber the kept instruments' columns; other rows drop out
+        keep = np.flatnonzero(insts.isin(pd.Index(instruments).astype(str)))
+        col = np.full(len(insts), -1)
+        col[keep] = np.arange(len(keep))
+        insts, i_code = insts[keep], col[i_code]
+    rows = i_code >= 0
+    wide = np.full((len(dates), len(insts)), np.nan)  # sessions x instruments
+    wide[d_code[rows], i_code[rows]] = p.to_numpy(dtype=float)[rows]
+    out = {}
+    for h in horizons:
+        r = np.full_like(wide, np.nan)
+        r[:-h] = wide[h:] / wide[:-h] - 1.0
+        out[horizon_name(h)] = r.ravel()
+    return pd.DataFrame(out, index=pd.MultiIndex.from_product([dates, insts], names=["datetime", "instrument"]))
+
+
+def _qcut_levels(q: int) -> np.ndarray:
+    """pandas.qcut's quantile levels: it nudges the ones not exact in binary up by one ulp."""
+    levels = np.linspace(0, 1, q + 1)
+    np.putmask(levels, q * levels != np.arange(q + 1), np.nextafter(levels, 1))
+    return levels
+
+
+def _quantize(data: pd.DataFrame, q: int) -> tuple[np.ndarray, np.ndarray]:
+    """(quantile 1..q, kept) per row: each session's pd.qcut(factor, q, labels=False) + 1, as alphalens'
+    quantize_factor(no_raise=True) gives it. A session whose bin edges repeat (ties) is not kept.
+
+    Sessions of one size are bucketed together by the np.quantile call pandas.qcut makes, so the bin
+    edges are the same floats as alphalens' one-session-at-a-time qcut.
+    """
+    x = data["factor"].to_numpy(dtype=float)
+    day, _ = pd.factorize(data.index.get_level_values("date"))
+    size = np.bincount(day, minlength=0)
+    order = np.argsort(day, kind="stable")
+    start = np.cumsum(size) - size
+    levels = _qcut_levels(q)
+    edges = np.empty((len(size), q + 1))
+    for n in np.unique(size):
+        same = np.flatnonzero(size == n)
+        edges[same] = np.quantile(x[order[start[same][:, None] + np.arange(n)]], levels, axis=1, method="linear").T
+    e = edges[day]
+    label = (e < x[:, None]).sum(axis=1)  # qcut's searchsorted(edges, x, side="left")
+    label[x == e[:, 0]] = 1  # the lowest edge belongs to the first bucket
+    kept = ~(np.diff(edges, axis=1) == 0).any(axis=1)[day]
+    return label.astype(np.int64), kept
 
 
 def _factor_data(factor: pd.Series, fwd: pd.DataFrame, quantiles: int | None = None, min_assets: int = 5) -> pd.DataFrame:
@@ -78,10 +125,8 @@ def _factor_data(factor: pd.Series, fwd: pd.DataFrame, quantiles: int | None = N
     size = data.groupby(level="date")["factor"].transform("size")
     data = data[size >= max(int(min_assets), 2)]
     if quantiles:
-        al = _alphalens()
-        q = al.utils.quantize_factor(data, quantiles=quantiles, no_raise=True)
-        data = data.assign(factor_quantile=q).dropna(subset=["factor_quantile"])
-        data["factor_quantile"] = data["factor_quantile"].astype("int64")
+        label, kept = _quantize(data, int(quantiles))
+        data = data[kept].assign(factor_quantile=label[kept])
     return data
 
 
@@ -100,8 +145,10 @@ def factor_ic(factor: pd.Series, fwd: pd.DataFrame, min_assets: int = 5) -> pd.D
     Rank IC is the Pearson correlation of the per-session ranks (average ranks for ties), which is
     Spearman's rho; computed vectorised because alphalens' per-session scipy calls are ~60x slower.
     """
-    data = _factor_data(factor, fwd, min_assets=min_assets)
-    cols = list(fwd.columns)
+    return _ic(_factor_data(factor, fwd, min_assets=min_assets), list(fwd.columns))
+
+
+def _ic(data: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
     ranks = data.groupby(level="date").rank()
     ic = pd.DataFrame({h: _pearson_by_date(data["factor"], data[h]) for h in cols})
     rank = pd.DataFrame({h: _pearson_by_date(ranks["factor"], ranks[h]) for h in cols})
@@ -129,8 +176,12 @@ def ic_summary(ic: pd.DataFrame) -> pd.DataFrame:
 def _quantile_means(data: pd.DataFrame, cols: list[str], by_date: bool) -> pd.DataFrame:
     if data.empty:
         return pd.DataFrame(columns=cols)
-    mean, _ = _alphalens().performance.mean_return_by_quantile(data, by_date=by_date, demeaned=False)
-    return mean[cols].rename_axis(["quantile", "datetime"] if by_date else "quantile")
+    # alphalens' mean_return_by_quantile(demeaned=False): equal-weighted mean per (quantile, session),
+    # then (by_date=False) the plain mean of those over sessions
+    mean = data.groupby([data["factor_quantile"], data.index.get_level_values("date")], observed=True)[cols].mean()
+    if not by_date:
+        return mean.groupby(level=0).mean().rename_axis("quantile")
+    return mean.rename_axis(["quantile", "datetime"])
 
 
 def _spread(by_date: pd.DataFrame, q: int) -> pd.DataFrame:
@@ -158,17 +209,37 @@ def long_short(factor: pd.Series, fwd: pd.DataFrame, q: int = 5, min_assets: int
 def factor_turnover(factor: pd.Series, q: int = 5, period: int = 1, min_assets: int = 5) -> pd.DataFrame:
     """Per session: share of the top and bottom quantiles' names that are new since `period` sessions
     before (on the panel's sessions), and the factor's rank autocorrelation at that lag."""
-    al = _alphalens()
     stub = pd.DataFrame({"1D": 0.0}, index=factor.index)  # bucketing needs no returns
     data = _factor_data(factor, stub, quantiles=q, min_assets=max(min_assets, q))
     if data.empty:
         return pd.DataFrame(columns=["top", "bottom", "rank_autocorr"], index=pd.DatetimeIndex([], name="datetime"))
     out = pd.DataFrame({
-        "top": al.performance.quantile_turnover(data["factor_quantile"], q, period),
-        "bottom": al.performance.quantile_turnover(data["factor_quantile"], 1, period),
-        "rank_autocorr": al.performance.factor_rank_autocorrelation(data, period),
+        "top": _quantile_turnover(data, q, period),
+        "bottom": _quantile_turnover(data, 1, period),
+        "rank_autocorr": _rank_autocorrelation(data, period),
     })
     return out.iloc[period:].rename_axis("datetime")
+
+
+def _quantile_turnover(data: pd.DataFrame, quantile: int, period: int) -> pd.Series:
+    """alphalens' quantile_turnover: per session holding that quantile, the share of its names that were
+    not in it `period` such sessions before (NaN for the first `period`)."""
+    rows = data["factor_quantile"].to_numpy() == quantile
+    day, days = pd.factorize(data.index.get_level_values("date")[rows], sort=True)
+    asset, assets = pd.factorize(data.index.get_level_values("asset")[rows])
+    held = np.zeros((len(days), len(assets)), dtype=bool)  # sessions x names
+    held[day, asset] = True
+    new = np.full(len(days), np.nan)
+    if len(days) > period:
+        new[period:] = (held[period:] & ~held[:-period]).sum(axis=1)
+    return pd.Series(new / held.sum(axis=1), index=days.rename("date"), name=quantile)
+
+
+def _rank_autocorrelation(data: pd.DataFrame, period: int) -> pd.Series:
+    """alphalens' factor_rank_autocorrelation: correlation of each session's factor ranks with the ranks
+    `period` sessions before, over the names ranked on both."""
+    ranks = data.groupby(level="date")["factor"].rank().unstack("asset")
+    return ranks.corrwith(ranks.shift(period), axis=1).rename(period)
 
 
 def ic_decay(ic: pd.DataFrame) -> pd.DataFrame:
@@ -192,22 +263,22 @@ def analyze(panel: pd.DataFrame, column: str, bars: pd.DataFrame, horizons=HORIZ
     factor = panel[column].dropna()
     horizons = sorted({int(h) for h in horizons})
     cols = [horizon_name(h) for h in horizons]
-    fwd_all = forward_returns(bars, range(1, max(horizons) + 1), price=price)
+    names = factor.index.get_level_values("instrument").unique()
+    fwd_all = forward_returns(bars, range(1, max(horizons) + 1), price=price, instruments=names)
     decay = ic_decay(factor_ic(factor, fwd_all, min_assets=min_assets))
     fwd = fwd_all[cols]
-    ic = factor_ic(factor, fwd, min_assets=min_assets)
+    used = _factor_data(factor, fwd, min_assets=min_assets)
+    ic = _ic(used, cols)
     summary = ic_summary(ic)
     data = _factor_data(factor, fwd, quantiles=quantiles, min_assets=max(min_assets, quantiles))
     qret = _quantile_means(data, cols, by_date=False)
     ls = _spread(_quantile_means(data, cols, by_date=True), quantiles)
     turnover = factor_turnover(factor, q=quantiles, min_assets=min_assets)
-    used = _factor_data(factor, fwd, min_assets=min_assets)
     dates = used.index.get_level_values("date")
     return _plain({
         "column": column, "price": price, "horizons": cols, "quantiles": quantiles, "min_assets": min_assets,
         "coverage": {"panel_rows": len(factor), "rows_used": len(used), "sessions": dates.nunique(),
-                     "instruments_without_prices": len(set(factor.index.get_level_values("instrument"))
-                                                       - set(fwd.index.get_level_values("instrument"))),
+                     "instruments_without_prices": len(names.difference(fwd.index.unique("instrument"))),
                      "instruments": used.index.get_level_values("asset").nunique(),
                      "first": dates.min() if len(dates) else None, "last": dates.max() if len(dates) else None},
         "ic_summary": {kind: {h: {k: (int(v) if k == "n" else v) for k, v in summary.loc[(kind, h)].items()} for h in cols}
