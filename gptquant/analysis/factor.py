@@ -94,7 +94,7 @@ def _quantize(data: pd.DataFrame, q: int) -> tuple[np.ndarray, np.ndarray]:
     """
     x = data["factor"].to_numpy(dtype=float)
     day, _ = pd.factorize(data.index.get_level_values("date"))
-    size = np.bincount(day, minlength=0)
+    size = np.bincount(day)
     order = np.argsort(day, kind="stable")
     start = np.cumsum(size) - size
     levels = _qcut_levels(q)
