@@ -38,15 +38,17 @@ def trade(instruments=None, start_date=None, end_date=None, initialize=None, han
           benchmark: str | None = "000300.SH", order_price_field_buy: str = "open",
           order_price_field_sell: str = "close", volume_limit: float | None = 0.025, commission=None, *,
           data=None, benchmark_data=None, panel: pd.DataFrame | None = None, panel_at: str = "open",
-          options: dict | None = None, rules=None, volume_unit: str = "shares", data_root=None, title: str | None = None):
+          options: dict | None = None, rules=None, volume_unit: str = "shares", data_root=None, title: str | None = None,
+          checkpoints=None):
     """Run callbacks over XSHG sessions in [start_date, end_date] under A-share rules; returns a BacktestResult.
 
     data / benchmark_data: a DataFrame, file or folder (default: $GPTQUANT_DATA_ROOT's bars/ and index/).
     commission: a rate, a PerOrder, or a dict of Rules fields. options: your parameters, readable as
-    context.options (options_data is context.options["data"], as in BigQuant).
+    context.options (options_data is context.options["data"], as in BigQuant). checkpoints: a file that makes the run resumable (see gptquant.backtest.resume).
     """
     from .broker import Rules
     from .engine import bars_for, benchmark_returns, collect, make_cerebro
+    from .feeds import feature_columns
 
     if initialize is None or not callable(initialize):
         raise GptquantError("trade() needs an initialize(context) function")
@@ -63,13 +65,26 @@ def trade(instruments=None, start_date=None, end_date=None, initialize=None, han
                   pd.Timestamp(end_date), capital_base)
     if prepare is not None:
         prepare(ctx)
-    cerebro = make_cerebro(bars, panel, None, end_date, capital_base=capital_base, rules=rules,
-                           cheat_on_open=True, record_from=start_date)
-    cerebro.addstrategy(_Callbacks, ctx=ctx, initialize=initialize, handle_data=handle_data,
+    key = None
+    if checkpoints is not None:
+        from .resume import run_key, source_of
+
+        key = run_key(face="bigquant", strategy=source_of(initialize), options=ctx.options, rules=rules,
+                      capital_base=float(capital_base), start=str(pd.Timestamp(start_date).date()), panel_at=panel_at,
+                      panel=feature_columns(panel), prepare=prepare is not None)
+    cerebro = make_cerebro(bars, panel, None, end_date, capital_base=capital_base, rules=rules, cheat_on_open=True,
+                           record_from=start_date, panel_lines=False,
+                           checkpoints=checkpoints, key=key)
+    strategy = cerebro.checkpoints.wrap(_Callbacks) if cerebro.checkpoints else _Callbacks
+    cerebro.addstrategy(strategy, ctx=ctx, initialize=initialize, handle_data=handle_data,
                         before_trading_start=before_trading_start, panel_at=panel_at)
     strat = cerebro.run()[0]
+    if cerebro.checkpoints:
+        cerebro.checkpoints.write()
     bench = benchmark_returns(benchmark, benchmark_data, strat, data_root)
-    return collect(strat, capital_base, bench, benchmark, title or getattr(initialize, "__module__", "trade"))
+    result = collect(strat, capital_base, bench, benchmark, title or getattr(initialize, "__module__", "trade"))
+    result.resume_note = cerebro.checkpoints.note if cerebro.checkpoints else None
+    return result
 
 
 def _commission_rules(commission) -> dict:
@@ -159,6 +174,18 @@ class Context:
     def _bind(self, strat, data):
         self._strat, self._data = strat, data
         self._feeds = {d._name: d for d in strat.datas}
+
+    _BUILT = frozenset({"instruments", "options", "panel", "start_date", "end_date", "capital_base", "_strat", "_data",
+                        "_feeds"})
+
+    def _state(self) -> dict:
+        """Your attributes and the day counter (what a resumed run must get back; the rest is rebuilt)."""
+        return {k: v for k, v in vars(self).items() if k not in self._BUILT}
+
+    def _restore(self, state: dict) -> None:
+        for k in [k for k in vars(self) if k not in self._BUILT]:
+            delattr(self, k)
+        vars(self).update(state)
 
     # -- instruments and portfolio
     def symbol(self, code) -> str:
@@ -278,8 +305,9 @@ class BarData:
     def __init__(self, strat, ctx, panel_at):
         self._strat, self._ctx, self._panel_at = strat, ctx, panel_at
         self._feeds = {d._name: d for d in strat.datas}
-        self._features = [a for a in strat.datas[0].lines.getlinealiases()
-                          if a not in (*PRICE_FIELDS, *PRE_OPEN_FIELDS, "openinterest", "datetime")]
+        self._column = {d._name: j for j, d in enumerate(strat.datas)}
+        self._panel = strat.env.panel_arrays  # feature -> session x instrument, on the feeds' grid
+        self._features = list(self._panel)
 
     @property
     def current_dt(self) -> pd.Timestamp:
@@ -309,6 +337,8 @@ class BarData:
         ago = self._ago(field)
         if len(feed) + ago < 1:  # nothing known yet (line[-1] on the first bar would wrap around)
             return math.nan
+        if field in self._panel:
+            return float(self._panel[field][len(feed) - 1 + ago, self._column[feed._name]])
         return getattr(feed.lines, self._line(field))[ago]
 
     def current(self, assets, fields):
@@ -347,8 +377,11 @@ class BarData:
                 days = np.asarray(feed.lines.datetime.array[begin:max(stop, begin)], dtype=np.int64) - 719163
                 index = pd.DatetimeIndex(pd.to_datetime(days, unit="D"), name="datetime")
             for f in fields:
-                line = getattr(feed.lines, self._line(f))
-                cols[(f, normalize_code(a))] = np.asarray(line.array[begin:max(stop, begin)], dtype=float)
+                if f in self._panel:
+                    values = self._panel[f][begin:max(stop, begin), self._column[feed._name]]
+                else:
+                    values = getattr(feed.lines, self._line(f)).array[begin:max(stop, begin)]
+                cols[(f, normalize_code(a))] = np.asarray(values, dtype=float)
         frame = pd.DataFrame(cols, index=index)
         if one_asset and one_field:
             return frame.iloc[:, 0].rename(normalize_code(assets[0]))

@@ -17,8 +17,8 @@ from ..errors import GptquantError
 KEYS = {
     "": {"title", "data", "panel", "backtest", "strategy", "rules", "output", "sweep"},
     "data": {"bars", "volume_unit", "instruments", "max_instruments", "benchmark", "benchmark_data"},
-    "panel": {"path", "momentum", "panel_at"},
-    "backtest": {"start", "end", "capital_base"},
+    "panel": {"path", "momentum", "panel_at", "columns"},
+    "backtest": {"start", "end", "capital_base", "checkpoints"},
     "strategy": {"module", "class", "params"},
     "output": {"dir"},
 }
@@ -100,22 +100,31 @@ def run_config(config: dict, base: Path, overrides: dict | None = None):
     start, end = pd.Timestamp(bt_cfg["start"]), pd.Timestamp(bt_cfg["end"])
     panel_cfg = config.get("panel", {})
     lookback = int(panel_cfg.get("momentum", 0))
-    bars = load_bars(_path(base, data["bars"]), data.get("instruments"), start - timedelta(days=2 * lookback + 30), end,
+    source = data["bars"] if isinstance(data["bars"], pd.DataFrame) else _path(base, data["bars"])
+    bars = load_bars(source, data.get("instruments"), start - timedelta(days=2 * lookback + 30), end,
                      volume_unit=data.get("volume_unit", "shares"))
     if "max_instruments" in data:
         bars = _most_covered(bars, int(data["max_instruments"]), start, end)
     if "path" in panel_cfg and lookback:
         raise GptquantError("[panel]: give either path or momentum, not both")
     panel = None
-    if "path" in panel_cfg:
+    if isinstance(panel_cfg.get("path"), pd.DataFrame):
+        panel = panel_cfg["path"]
+    elif "path" in panel_cfg:
         panel = pd.read_parquet(_path(base, panel_cfg["path"]))
     elif lookback:
         panel = momentum_panel(bars, lookback)
+    if panel is not None and "columns" in panel_cfg:
+        missing = [c for c in panel_cfg["columns"] if c not in panel.columns]
+        if missing:
+            raise GptquantError(f"[panel] columns: {', '.join(missing)} not in the panel (it has {', '.join(panel.columns)})")
+        panel = panel[list(panel_cfg["columns"])]
     rules = Rules(**config.get("rules", {}))
     params = {**strat_cfg.get("params", {}), **(overrides or {})}
     module = _load_module(strat_cfg["module"], base)
     common = dict(panel=panel, capital_base=float(bt_cfg.get("capital_base", 1e6)), benchmark=data.get("benchmark", "000300.SH"),
-                  benchmark_data=_path(base, data["benchmark_data"]) if "benchmark_data" in data else None)
+                  benchmark_data=_path(base, data["benchmark_data"]) if "benchmark_data" in data else None,
+                  checkpoints=_path(base, bt_cfg["checkpoints"]) if bt_cfg.get("checkpoints") else None)
     title = config.get("title", Path(strat_cfg["module"]).stem)
     if hasattr(module, "initialize"):
         from .bigquant import trade

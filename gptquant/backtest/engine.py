@@ -15,7 +15,7 @@ from ..errors import GptquantError
 from ..market.calendar import sessions as xshg_sessions
 from ..market.prices import data_root, load_bars, load_benchmark
 from .broker import AShareBroker, AShareCommission, Rules
-from .feeds import align, feature_columns, feed_class, session_grid
+from .feeds import align, feature_columns, feed_class, panel_arrays, session_grid
 from .result import BacktestResult
 
 
@@ -51,39 +51,65 @@ class Recorder(bt.Analyzer):
 
 def make_cerebro(bars: pd.DataFrame, panel: pd.DataFrame | None = None, start=None, end=None, *,
                  capital_base: float = 1e6, rules: Rules | None = None, cheat_on_open: bool = False,
-                 record_from=None) -> bt.Cerebro:
+                 record_from=None, panel_lines: bool = True, checkpoints=None, key: str | None = None) -> bt.Cerebro:
     """A Cerebro with one feed per instrument (named by its code), the A-share broker and a Recorder.
 
-    bars is `load_bars` output; panel is a (datetime, instrument) frame whose columns become lines.
+    bars is `load_bars` output; panel is a (datetime, instrument) frame whose columns become lines
+    (panel_lines=False: `cerebro.panel_arrays` instead, session x instrument arrays the BigQuant face reads).
+    checkpoints (a file) with key (see resume.run_key) makes the run resumable: `cerebro.checkpoints.wrap` the strategy
+    class before adding it and `.write()` after the run.
     """
+    from .resume import Checkpoints, reset_refs, session_chain
+
     rules = rules or Rules()
     grid = session_grid(bars, start, end)
-    frames = align(bars, grid, panel)
-    cls = feed_class(feature_columns(panel))
+    aligned = align(bars, grid, panel if panel_lines else None)
+    cls = feed_class(feature_columns(panel) if panel_lines else [])
     cerebro = bt.Cerebro(stdstats=False, cheat_on_open=cheat_on_open, preload=True, runonce=True, maxcpus=1)
+    cerebro.panel_arrays = {} if panel_lines else panel_arrays(panel, grid, aligned.names)
     broker = AShareBroker(rules=rules)
     broker.setcash(float(capital_base))
     broker.addcommissioninfo(AShareCommission(commission=rules.commission, min_commission=rules.min_commission,
                                               stamp_duty=rules.stamp_duty, sell_cost=rules.sell_cost))
     cerebro.broker = broker
-    for name, frame in frames.items():
+    for name, frame in aligned.frames().items():
         cerebro.adddata(cls(dataname=frame), name=name)
     cerebro.addanalyzer(Recorder, _name="gptquant", record_from=pd.Timestamp(record_from) if record_from else None)
+    reset_refs()
+    cerebro.checkpoints = None
+    if checkpoints is not None and key is not None:
+        chain = session_chain(grid, aligned.block, aligned.names, list(cerebro.panel_arrays.values()))
+        cerebro.checkpoints = Checkpoints(checkpoints, key or "", chain)
     return cerebro
 
 
 def run(strategy, data=None, panel: pd.DataFrame | None = None, start=None, end=None, *, instruments=None,
         benchmark: str | None = "000300.SH", benchmark_data=None, capital_base: float = 1e6,
-        rules: Rules | None = None, volume_unit: str = "shares", root=None, **params) -> BacktestResult:
-    """Run a native `bt.Strategy` class under the A-share rules; strategy params go in **params."""
+        rules: Rules | None = None, volume_unit: str = "shares", root=None, checkpoints=None, **params) -> BacktestResult:
+    """Run a native `bt.Strategy` class under the A-share rules; strategy params go in **params.
+
+    checkpoints: a file where the run keeps its state, so that the next run with new data resumes from the
+    last session whose inputs are unchanged (gptquant.backtest.resume)."""
     if not (isinstance(strategy, type) and issubclass(strategy, bt.Strategy)):
         raise GptquantError(f"run() takes a backtrader Strategy class, got {strategy!r}")
     bars = bars_for(data, instruments, start, end, volume_unit=volume_unit, root=root)
-    cerebro = make_cerebro(bars, panel, start, end, capital_base=capital_base, rules=rules)
-    cerebro.addstrategy(strategy, **params)
+    key = None
+    if checkpoints is not None:
+        from .resume import run_key, source_of
+
+        key = run_key(face="native", strategy=source_of(strategy), params=params, rules=rules or Rules(),
+                      capital_base=float(capital_base), start=str(pd.Timestamp(start).date()) if start is not None else None,
+                      panel=feature_columns(panel))
+    cerebro = make_cerebro(bars, panel, start, end, capital_base=capital_base, rules=rules,
+                           checkpoints=checkpoints, key=key)
+    cerebro.addstrategy(cerebro.checkpoints.wrap(strategy) if cerebro.checkpoints else strategy, **params)
     strat = cerebro.run()[0]
-    return collect(strat, capital_base, benchmark_returns(benchmark, benchmark_data, strat, root),
-                   benchmark, title=strategy.__name__)
+    if cerebro.checkpoints:
+        cerebro.checkpoints.write()
+    result = collect(strat, capital_base, benchmark_returns(benchmark, benchmark_data, strat, root),
+                     benchmark, title=strategy.__name__)
+    result.resume_note = cerebro.checkpoints.note if cerebro.checkpoints else None
+    return result
 
 
 def bars_for(data, instruments, start, end, *, volume_unit="shares", root=None, warmup: int = 1) -> pd.DataFrame:

@@ -8,8 +8,10 @@ an instrument's first bar are NaN with `suspended` = 1.
 """
 from __future__ import annotations
 
+import functools
 import keyword
 from array import array
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -58,8 +60,22 @@ def feature_columns(panel: pd.DataFrame | None) -> list[str]:
     return cols
 
 
-def align(bars: pd.DataFrame, grid: pd.DatetimeIndex, panel: pd.DataFrame | None = None) -> dict[str, pd.DataFrame]:
-    """One DataFrame per instrument indexed by the session grid, with price, rule and feature columns."""
+@dataclass
+class Aligned:
+    """Every instrument's lines on one session grid: block is session x instrument x line."""
+
+    grid: pd.DatetimeIndex
+    names: list
+    lines: list
+    block: np.ndarray
+
+    def frames(self) -> dict[str, pd.DataFrame]:
+        return {name: pd.DataFrame(self.block[:, j, :], index=self.grid, columns=self.lines)
+                for j, name in enumerate(self.names)}
+
+
+def align(bars: pd.DataFrame, grid: pd.DatetimeIndex, panel: pd.DataFrame | None = None) -> Aligned:
+    """Price, rule and feature lines for every instrument on the session grid."""
     bars = bars.reset_index(drop=True)
     bars = pd.concat([bars, price_limits(bars)], axis=1)  # before trimming: the first session needs the bar before it
     if "pre_close" not in bars.columns:
@@ -68,51 +84,114 @@ def align(bars: pd.DataFrame, grid: pd.DatetimeIndex, panel: pd.DataFrame | None
     if bars.empty:
         raise GptquantError(f"bars: nothing between {grid[0].date()} and {grid[-1].date()}")
     names = sorted(bars["instrument"].unique())
+    rows, cols = grid.get_indexer(bars["datetime"]), pd.Index(names).get_indexer(bars["instrument"])
+    if pd.Index(rows * len(names) + cols).has_duplicates:
+        dup = bars[pd.Series(rows * len(names) + cols).duplicated().to_numpy()].iloc[0]
+        raise GptquantError(f"bars: more than one bar for {dup['instrument']} on {dup['datetime'].date()}")
 
     def wide(col):
-        return bars.pivot(index="datetime", columns="instrument", values=col).reindex(index=grid, columns=names)
+        out = np.full((len(grid), len(names)), np.nan)
+        out[rows, cols] = bars[col].to_numpy(dtype=float)
+        return out
 
     close = wide("close")
-    traded = close.notna() & (wide("volume") > 0)
-    last = close.where(traded).ffill()  # a zero-volume bar is a suspension too: carry the last traded close
+    traded = ~np.isnan(close) & (wide("volume") > 0)
+    last = pd.DataFrame(np.where(traded, close, np.nan)).ffill().to_numpy()  # a zero-volume bar is a suspension too: carry the last traded close
     out_cols = {"close": last}
     for col in ("open", "high", "low"):
-        out_cols[col] = wide(col).where(traded, last)
-    out_cols["volume"] = wide("volume").where(traded, 0.0)
-    out_cols["openinterest"] = pd.DataFrame(0.0, index=grid, columns=names)
+        out_cols[col] = np.where(traded, wide(col), last)
+    out_cols["volume"] = np.where(traded, wide("volume"), 0.0)
+    out_cols["openinterest"] = np.zeros((len(grid), len(names)))
     for col in ("pre_close", "up_limit", "down_limit"):
-        out_cols[col] = wide(col).where(traded)
+        out_cols[col] = np.where(traded, wide(col), np.nan)
     out_cols["suspended"] = (~traded).astype(float)
 
-    features = feature_columns(panel)
-    if features:
-        p = panel[features]
-        p = p[p.index.get_level_values("datetime").isin(grid) & p.index.get_level_values("instrument").isin(names)]
-        for col in features:
-            out_cols[col] = p[col].astype(float).unstack("instrument").reindex(index=grid, columns=names)
+    for col, values in panel_arrays(panel, grid, names).items():
+        out_cols[col] = values
+    block = np.stack([np.asarray(w, dtype=float) for w in out_cols.values()], axis=2)
+    return Aligned(grid, names, list(out_cols), block)
 
-    frames = {}
-    for name in names:
-        frames[name] = pd.DataFrame({col: w[name].to_numpy(dtype=float) for col, w in out_cols.items()}, index=grid)
-    return frames
+
+def panel_arrays(panel: pd.DataFrame | None, grid: pd.DatetimeIndex, names: list[str]) -> dict[str, np.ndarray]:
+    """Each panel feature as a session x instrument float array on the grid (NaN where the panel has no row)."""
+    features = feature_columns(panel)
+    if not features:
+        return {}
+    p = panel[features]
+    p = p[p.index.get_level_values("datetime").isin(grid) & p.index.get_level_values("instrument").isin(names)]
+    if p.empty:
+        return {col: np.full((len(grid), len(names)), np.nan) for col in features}
+    wide = p.astype(float).unstack("instrument")
+    return {col: wide[col].reindex(index=grid, columns=names).to_numpy(dtype=float) for col in features}
+
+
+class _Clock:
+    """The one position every line of a feed is at: the feeds are preloaded on one grid, so moving a feed
+    forward is one increment instead of one per line (backtrader's per-line advance dominated runs with
+    hundreds of instruments)."""
+
+    __slots__ = ("i",)
+
+    def __init__(self):
+        self.i = -1
+
+
+@functools.cache
+def _shared_clock_line():
+    """A LineBuffer whose index and length come from its feed's _Clock (preloaded, unbounded mode only)."""
+    from backtrader.linebuffer import LineBuffer
+
+    class ClockedLine(LineBuffer):
+        def get_idx(self):
+            return self._gq_clock.i
+
+        def set_idx(self, idx, force=False):
+            self._gq_clock.i = idx
+
+        idx = property(get_idx, set_idx)
+        lencount = property(lambda self: self._gq_clock.i + 1, lambda self, n: setattr(self._gq_clock, "i", n - 1))
+
+        def __getitem__(self, ago):
+            return self.array[self._gq_clock.i + ago]
+
+    return ClockedLine
 
 
 def _fast_preload(self):
-    """Copy the frame's columns straight into the line buffers (backtrader's row-by-row iloc load is ~100x slower)."""
+    """Copy the frame's columns straight into the line buffers (backtrader's row-by-row iloc load is ~100x slower)
+    and tie every line to one clock."""
     df = self.p.dataname
     n = len(df)
+    clock = _Clock()
+    line_class = _shared_clock_line()
+    values = df.to_numpy(dtype=float).T  # one block per feed (align builds it so): column x session
+    where = {c: i for i, c in enumerate(df.columns)}
     for alias in self.lines.getlinealiases():
         buf = getattr(self.lines, alias)
         if alias == "datetime":
-            values = df.index.values.astype("datetime64[D]").astype(np.int64) + _EPOCH_ORDINAL
-        elif alias in df.columns:
-            values = df[alias].to_numpy()
+            line = df.index.values.astype("datetime64[D]").astype(np.int64) + _EPOCH_ORDINAL
+        elif alias in where:
+            line = values[where[alias]]
         else:
-            values = np.full(n, np.nan)
-        buf.array = array("d", np.asarray(values, dtype=float).tobytes())
-        buf.idx, buf.lencount = n - 1, n
+            line = np.full(n, np.nan)
+        buf.array = array("d", np.ascontiguousarray(line, dtype=float).tobytes())
+        buf.__class__, buf._gq_clock = line_class, clock
+    self._gq_clock, self._dates = clock, self.lines.datetime.array
+    clock.i = n - 1
     self._last()
     self.home()
+
+
+
+def _fast_advance(self, size=1, datamaster=None, ticks=True):
+    """Every feed is on the same session grid: advancing is moving the clock (no tick_* fields: the A-share
+    broker reads the lines)."""
+    self._gq_clock.i += size
+
+
+def _fast_peek(self):
+    i = self._gq_clock.i + 1
+    return self._dates[i] if i < len(self._dates) else float("inf")
 
 
 def feed_class(features: list[str]):
@@ -125,4 +204,6 @@ def feed_class(features: list[str]):
         "lines": lines,
         "params": tuple((name, -1) for name in lines),
         "preload": _fast_preload,
+        "advance": _fast_advance,
+        "advance_peek": _fast_peek,
     })

@@ -19,7 +19,9 @@ Config (TOML; strings may use ${VAR} and ${VAR:-default}):
     [analysis]  column ("auto": sentiment_ewm when the bundle has a sentiment head, else nll_mean_ewm),
                 horizons, quantiles, price, min_assets
     [[backtest]] name, module (relative to the config's folder), class, params (column defaults to the
-                analysis column), rules, start, end, capital_base, universe ("panel"|"all"), max_instruments, panel_at
+                analysis column), rules, start, end, capital_base, universe ("panel"|"all"; with "all" a
+                name first in tonight's news does not change the feeds, so resuming still works), max_instruments, panel_at, columns (panel columns a native strategy
+                reads as lines; default all), resume (default true: continue from the last unchanged session)
     [compare]   metric = absolute change flagged against the previous run (e.g. sharpe = 0.3, rank_ic = 0.02)
     [output]    dir (relative to the config's folder; default ./runs), history (default <dir>/history.sqlite)
 """
@@ -46,7 +48,7 @@ SECTIONS = {
     "output": {"dir", "history"},
 }
 BACKTEST_KEYS = {"name", "module", "class", "params", "rules", "start", "end", "capital_base", "universe",
-                 "max_instruments", "panel_at"}
+                 "max_instruments", "panel_at", "columns", "resume"}
 STAGES = ("load", "score", "panel", "analysis", "backtests", "report", "record")
 _ENV = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}")
 
@@ -440,7 +442,7 @@ def _run(config, paths, config_dir, fingerprint, hist, previous, scorer, progres
                 first = max(first, bar_days.iloc[1])
         stage = "backtests"
         with _stage(timings, "backtests"):
-            bt_rows, results = _backtests(config, paths, run_dir, panel, bars, column, first, last)
+            bt_rows, results = _backtests(config, paths, run_dir, panel, bars, column, first, last, config_dir / "checkpoints")
             record["backtests"] = bt_rows
         stage = "report"
         with _stage(timings, "report"):
@@ -502,62 +504,65 @@ def _article_view(feats, news, column: str, cutoff: str):
     return view
 
 
-def _backtests(config, paths, run_dir, panel, bars, column, first, last) -> tuple[list[dict], dict]:
-    """Each [[backtest]] through gptquant.backtest.cli.run_config; a failure is recorded, the others still run."""
+def _backtests(config, paths, run_dir, panel, bars, column, first, last, checkpoints) -> tuple[list[dict], dict]:
+    """Each [[backtest]] through gptquant.backtest.cli.run_config; a failure is recorded, the others still run.
+
+    Each backtest keeps checkpoints (gptquant.backtest.resume) in `checkpoints`/<name>.pkl, so a night whose
+    news only touches the last sessions re-runs only those (resume = false in a [[backtest]] turns it off)."""
     import math
 
     from ..backtest.cli import run_config
-    from ..features.panel import write_parquet
 
     entries = config.get("backtest", [])
     if not entries:
         return [], {}
     pr = config["prices"]
-    bars_path = run_dir / ".bars.parquet"  # loaded once for every backtest; removed when they are done
-    write_parquet(bars, bars_path)
     bar_codes = set(bars["instrument"].unique())
     panel_codes = sorted(set(panel.index.get_level_values("instrument")) & bar_codes)
     rows, results = [], {}
-    try:
-        for b in entries:
-            name = b["name"]
-            t0 = time.perf_counter()
-            try:
-                params = dict(b.get("params", {}))
-                params.setdefault("column", column)
-                data = {"bars": str(bars_path), "benchmark": pr.get("benchmark", "000300.SH")}
-                if paths["benchmark_data"] is not None:
-                    data["benchmark_data"] = str(paths["benchmark_data"])
-                universe = b.get("universe", "panel")
-                if universe == "panel":
-                    data["instruments"] = panel_codes
-                elif universe != "all":
-                    raise GptquantError(f"backtest {name}: universe must be 'panel' or 'all', got {universe!r}")
-                if "max_instruments" in b:
-                    data["max_instruments"] = int(b["max_instruments"])
-                cfg = {"title": f"{name}: {b['module']}", "data": data,
-                       "panel": {"path": str(run_dir / "panel.parquet"), "panel_at": b.get("panel_at", "open")},
-                       "backtest": {"start": str(b.get("start", first.date())), "end": str(b.get("end", last.date())),
-                                    "capital_base": b.get("capital_base", 1_000_000)},
-                       "strategy": {"module": paths["modules"][name], "params": params, **({"class": b["class"]} if "class" in b else {})},
-                       "rules": b.get("rules", {})}
-                result = run_config(cfg, config["_path"].parent)
-                result.title = name
-                result.save(run_dir / "backtests" / name)
-                summary = {k: (None if isinstance(v, float) and not math.isfinite(v) else float(v)) for k, v in result.summary.items()}
-                rows.append({"name": name, "status": "ok", "summary": summary, "error": None,
-                             "seconds": round(time.perf_counter() - t0, 3)})
-                results[name] = result
-                print(f"[nightly]   {name}: ok, annual return {summary.get('annual_return')}, sharpe {summary.get('sharpe')}")
-            except Exception as exc:  # one backtest's failure must not stop the others
-                msg = f"{type(exc).__name__}: {exc}"
-                from ..bundle import atomic_write_text
+    for b in entries:
+        name = b["name"]
+        t0 = time.perf_counter()
+        try:
+            params = dict(b.get("params", {}))
+            params.setdefault("column", column)
+            data = {"bars": bars, "benchmark": pr.get("benchmark", "000300.SH")}
+            if paths["benchmark_data"] is not None:
+                data["benchmark_data"] = str(paths["benchmark_data"])
+            universe = b.get("universe", "panel")
+            if universe == "panel":
+                data["instruments"] = panel_codes
+            elif universe != "all":
+                raise GptquantError(f"backtest {name}: universe must be 'panel' or 'all', got {universe!r}")
+            if "max_instruments" in b:
+                data["max_instruments"] = int(b["max_instruments"])
+            panel_cfg = {"path": panel, "panel_at": b.get("panel_at", "open")}
+            if "columns" in b:
+                panel_cfg["columns"] = list(b["columns"])
+            backtest = {"start": str(b.get("start", first.date())), "end": str(b.get("end", last.date())),
+                        "capital_base": b.get("capital_base", 1_000_000)}
+            if b.get("resume", True):
+                backtest["checkpoints"] = str(checkpoints / f"{name}.pkl")
+            cfg = {"title": f"{name}: {b['module']}", "data": data, "panel": panel_cfg, "backtest": backtest,
+                   "strategy": {"module": paths["modules"][name], "params": params, **({"class": b["class"]} if "class" in b else {})},
+                   "rules": b.get("rules", {})}
+            result = run_config(cfg, config["_path"].parent)
+            result.title = name
+            result.save(run_dir / "backtests" / name)
+            summary = {k: (None if isinstance(v, float) and not math.isfinite(v) else float(v)) for k, v in result.summary.items()}
+            note = getattr(result, "resume_note", None)
+            rows.append({"name": name, "status": "ok", "summary": summary, "error": None,
+                         "seconds": round(time.perf_counter() - t0, 3), "resume": note})
+            results[name] = result
+            print(f"[nightly]   {name}: ok, annual return {summary.get('annual_return')}, sharpe {summary.get('sharpe')}"
+                  + (f" ({note})" if note else ""))
+        except Exception as exc:  # one backtest's failure must not stop the others
+            msg = f"{type(exc).__name__}: {exc}"
+            from ..bundle import atomic_write_text
 
-                (run_dir / "backtests" / name).mkdir(parents=True, exist_ok=True)
-                atomic_write_text(run_dir / "backtests" / name / "error.txt", traceback.format_exc())
-                rows.append({"name": name, "status": "failed", "summary": None, "error": msg,
-                             "seconds": round(time.perf_counter() - t0, 3)})
-                print(f"[nightly]   {name}: FAILED: {msg}")
-    finally:
-        bars_path.unlink(missing_ok=True)
+            (run_dir / "backtests" / name).mkdir(parents=True, exist_ok=True)
+            atomic_write_text(run_dir / "backtests" / name / "error.txt", traceback.format_exc())
+            rows.append({"name": name, "status": "failed", "summary": None, "error": msg,
+                         "seconds": round(time.perf_counter() - t0, 3)})
+            print(f"[nightly]   {name}: FAILED: {msg}")
     return rows, results

@@ -1,0 +1,246 @@
+"""Resumable backtests: tonight's run continues from the last session whose inputs did not change.
+
+A nightly backtest re-runs years of sessions although only the last few saw new news. Here a run saves its
+state at checkpoints (the last sessions and every `every`-th one): the broker (cash, positions, pending
+orders, T+1 lots, order log), the strategy (its attributes and backtrader's order and trade books), the
+recorder's rows and a BigQuant context. Beside them it keeps a hash chain over everything the engine
+shows the strategy, session by session: every instrument's line values and the panel rows.
+
+The next run with the same strategy, parameters, rules, capital and start compares the chains. Up to the
+last checkpoint where they agree a full run would do exactly what was done before, so the clock is moved
+there without calling the strategy, the state is restored and only the sessions after it run. The result
+equals a full run's (tests compare every frame). A strategy whose state holds something that cannot be
+saved (an open file, a line object that is not one of its attributes) runs in full, with a note saying why.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import itertools
+import pickle
+from pathlib import Path
+
+import backtrader as bt
+import numpy as np
+from backtrader.lineiterator import LineIterator
+from backtrader.lineroot import LineRoot
+from backtrader.metabase import AutoInfoClass
+
+from ..atomic import atomic_write_bytes
+
+FORMAT = 1
+LAST = 5  # checkpoints at each of the last sessions (new news lands there) ...
+EVERY = 60  # ... and every 60th session before (about a quarter: a revision further back costs little more)
+_STRUCTURE = (LineRoot, bt.LineBuffer, bt.Cerebro, bt.BrokerBase, AutoInfoClass, bt.Sizer)
+_REBUILT = {"_lineiterators", "_clock", "_sizer", "_owner", "_slave_analyzers", "writers", "analyzers", "observers",
+            "stats", "datas", "ddatas", "dnames", "cerebro", "env", "p", "params", "plotinfo", "plotlines", "lines", "l"}
+
+
+def session_chain(dates, block: np.ndarray, names: list[str], extra=()) -> list[str]:
+    """Hash chain over the sessions: link i covers every input the strategy can see up to session i.
+
+    block is session x instrument x line; extra are more session x instrument arrays (the panel).
+    """
+    chain, h = [], hashlib.sha1(repr(list(names)).encode()).digest()
+    for i, day in enumerate(dates):
+        d = hashlib.sha1(h)
+        d.update(str(day).encode())
+        d.update(np.ascontiguousarray(block[i]).tobytes())
+        for arr in extra:
+            d.update(np.ascontiguousarray(arr[i]).tobytes())
+        h = d.digest()
+        chain.append(h.hex())
+    return chain
+
+
+def source_of(obj) -> str | None:
+    """The text of the module that defines a strategy class or callback (its behaviour is part of the key);
+    None when it cannot be read (then the run cannot be resumed safely)."""
+    import inspect
+    import sys
+
+    module = sys.modules.get(getattr(obj, "__module__", ""), None)
+    try:
+        return inspect.getsource(module) if module is not None else inspect.getsource(obj)
+    except (OSError, TypeError):
+        return None
+
+
+def run_key(**parts) -> str | None:
+    """What must be equal for two runs to share history: strategy source, parameters, rules, capital, start
+    (and this engine's version); None when the strategy's source is unknown."""
+    from .. import __version__
+
+    if parts.get("strategy") is None:
+        return None
+    parts["engine"] = (__version__, FORMAT)
+    return hashlib.sha256(pickle.dumps(sorted((k, repr(v)) for k, v in parts.items()))).hexdigest()[:24]
+
+
+class Checkpoints:
+    """One backtest's checkpoint file: where to resume from, what to save, and the save/restore itself."""
+
+    def __init__(self, path, key: str, chain: list[str]):
+        self.path, self.key, self.chain = Path(path), key, chain
+        n = len(chain)
+        self.save_at = {i for i in range(n) if i >= n - LAST or i % EVERY == EVERY - 1}
+        self.saved: dict[int, tuple[str, bytes]] = {}
+        self._names = None
+        self.resume_at, self._blob, self.note = -1, None, "no checkpoints yet: full run"
+        previous = self._read()
+        if previous is None:
+            return
+        if previous.get("key") != key:
+            self.note = "strategy, parameters, rules or start changed: full run"
+            return
+        for i in sorted(previous["saved"], reverse=True):
+            link, blob = previous["saved"][i]
+            if i < n and chain[i] == link:
+                self.resume_at, self._blob = i, blob
+                self.saved = {j: v for j, v in previous["saved"].items() if j <= i and j in self.save_at}
+                self.note = f"inputs unchanged through session {i + 1} of {n}: resumed there"
+                return
+        self.note = "inputs changed before the first checkpoint: full run"
+
+    def _read(self):
+        if not self.path.is_file():
+            return None
+        try:
+            data = pickle.loads(self.path.read_bytes())  # our own file, written by write() below
+        except Exception:
+            return None
+        return data if isinstance(data, dict) and data.get("format") == FORMAT else None
+
+    def write(self) -> None:
+        if self.saved:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(self.path, pickle.dumps({"format": FORMAT, "key": self.key, "saved": self.saved},
+                                                       protocol=pickle.HIGHEST_PROTOCOL))
+
+    def wrap(self, strategy: type) -> type:
+        """The strategy class with its sessions up to `resume_at` replaced by clock moves, and saves after."""
+        cp = self
+
+        def _oncepost_open(strat):
+            if len(strat) > cp.resume_at:
+                strategy._oncepost_open(strat)
+
+        def _oncepost(strat, dt):
+            i = len(strat)  # this session's index on the grid
+            if i > cp.resume_at:
+                strategy._oncepost(strat, dt)
+                if i in cp.save_at:
+                    cp._save(strat, i)
+                return
+            # what backtrader's Strategy._oncepost does besides calling the strategy (no orders exist yet)
+            for indicator in strat._lineiterators[LineIterator.IndType]:
+                if len(indicator._clock) > len(indicator):
+                    indicator.advance()
+            strat.advance() if strat._oldsync else strat.forward()
+            strat.lines.datetime[0] = dt
+            if i == cp.resume_at:
+                restore(strat, cp._blob)
+
+        return type(strategy.__name__, (strategy,), {"_oncepost": _oncepost, "_oncepost_open": _oncepost_open,
+                                                     "__module__": strategy.__module__})
+
+    def _save(self, strat, i):
+        if self._names is None:  # the run's objects do not change during the run
+            self._names = {id(obj): token for token, obj in reversed(_run_objects(strat))}
+        try:
+            self.saved[i] = (self.chain[i], capture(strat, self._names))
+        except (pickle.PicklingError, TypeError, AttributeError) as exc:
+            self.save_at, self.saved = set(), {}
+            self.note = f"state cannot be saved ({exc}): every run is a full run"
+
+
+def _attrs(obj) -> dict:
+    return {k: v for k, v in vars(obj).items() if k not in _REBUILT and not isinstance(v, _STRUCTURE)}
+
+
+class _Pickler(pickle.Pickler):
+    """Objects of the run itself (feeds, lines, indicators, strategy, broker, context) travel as names.
+
+    reducer_override is not called for plain numbers, strings and containers, which keeps saving cheap."""
+
+    def __init__(self, file, names: dict):
+        super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
+        self._names = names
+
+    def reducer_override(self, obj):
+        token = self._names.get(id(obj))
+        if token is not None:
+            return _live, (token,)
+        if isinstance(obj, (LineRoot, bt.LineBuffer)):
+            raise pickle.PicklingError(f"it holds a {type(obj).__name__} that is not one of the strategy's attributes")
+        return NotImplemented
+
+
+_LIVE: dict = {}  # token -> object of the run being restored (set by restore() while it unpickles)
+
+
+def _live(token):
+    return _LIVE[token]
+
+
+def _run_objects(strat) -> list[tuple[tuple, object]]:
+    """(token, object) for every object of the run that saved state may point at: a new run of the same
+    strategy on the same instruments builds the same ones, in the same order."""
+    out = [(("strategy",), strat), (("broker",), strat.broker), (("cerebro",), strat.env)]
+    for d in strat.datas:
+        out.append((("data", d._name), d))
+        out += [(("line", d._name, alias), getattr(d.lines, alias)) for alias in d.lines.getlinealiases()]
+    for kind, objs in strat._lineiterators.items():  # indicators (and observers) in the order __init__ made them
+        out += [(("iter", kind, j), obj) for j, obj in enumerate(objs)]
+    out += [(("attr", k), v) for k, v in vars(strat).items() if isinstance(v, LineRoot)]
+    ctx = getattr(strat.params, "ctx", None)
+    if ctx is not None:
+        out += [(("context",), ctx), (("bardata",), ctx._data)]
+    return out
+
+
+def capture(strat, names: dict | None = None) -> bytes:
+    """The state of a run after its current session, pickled with the run's own objects as names
+    (names: id -> token from _run_objects, computed here when not given)."""
+    if names is None:
+        names = {id(obj): token for token, obj in reversed(_run_objects(strat))}
+    rec = strat.analyzers.gptquant
+    state = {"strategy": _attrs(strat), "broker": _attrs(strat.broker),
+             "recorder": {"days": rec.days, "trades": rec.trades},
+             "refs": (_peek(bt.OrderBase), _peek(bt.Trade))}
+    ctx = getattr(strat.params, "ctx", None)
+    if ctx is not None:
+        state["context"] = ctx._state()
+    buf = io.BytesIO()
+    _Pickler(buf, names).dump(state)
+    return buf.getvalue()
+
+
+def restore(strat, blob: bytes) -> None:
+    """Put a captured state into a run whose clock stands at the captured session."""
+    global _LIVE
+    _LIVE = dict(_run_objects(strat))
+    try:
+        state = pickle.loads(blob)
+    finally:
+        _LIVE = {}
+    for target, attrs in ((strat, state["strategy"]), (strat.broker, state["broker"])):
+        for k, v in attrs.items():
+            setattr(target, k, v)
+    rec = strat.analyzers.gptquant
+    rec.days, rec.trades = state["recorder"]["days"], state["recorder"]["trades"]
+    bt.OrderBase.refbasis, bt.Trade.refbasis = itertools.count(state["refs"][0]), itertools.count(state["refs"][1])
+    ctx = getattr(strat.params, "ctx", None)
+    if ctx is not None:
+        ctx._restore(state["context"])
+
+
+def _peek(cls) -> int:
+    n = next(cls.refbasis)
+    cls.refbasis = itertools.count(n)
+    return n
+
+
+def reset_refs() -> None:
+    """Order and trade numbers start at 1 in every run, so a resumed run numbers them as a full run does."""
+    bt.OrderBase.refbasis, bt.Trade.refbasis = itertools.count(1), itertools.count(1)
