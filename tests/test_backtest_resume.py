@@ -61,7 +61,8 @@ class HoldWithIndicator(bt.Strategy):
         for d in self.datas:
             if self.getposition(d).size and len(self) - self.entered.get(d, len(self)) >= 4:
                 self.close(data=d)
-            elif not self.getposition(d).size and d.score[0] > 1.0 and d.close[0] > self.fast[d][0]:
+            elif (not self.getposition(d).size and d.score[0] > 1.0 and d.close[0] > self.fast[d][0]
+                  and len(self) > 3 and self.datetime.date(-3).day % 5):  # reads the strategy's own clock history
                 self.buy(data=d, size=int(self.broker.getvalue() * self.p.weight / d.close[0] / 100) * 100)
         self.log.append(len(self.entered))
 

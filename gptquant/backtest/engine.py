@@ -15,7 +15,7 @@ from ..errors import GptquantError
 from ..market.calendar import sessions as xshg_sessions
 from ..market.prices import data_root, load_bars, load_benchmark
 from .broker import AShareBroker, AShareCommission, Rules
-from .feeds import align, feature_columns, feed_class, panel_arrays, session_grid
+from .feeds import PanelArrays, align, feature_columns, feed_class, session_grid
 from .result import BacktestResult
 
 
@@ -55,7 +55,7 @@ def make_cerebro(bars: pd.DataFrame, panel: pd.DataFrame | None = None, start=No
     """A Cerebro with one feed per instrument (named by its code), the A-share broker and a Recorder.
 
     bars is `load_bars` output; panel is a (datetime, instrument) frame whose columns become lines
-    (panel_lines=False: `cerebro.panel_arrays` instead, session x instrument arrays the BigQuant face reads).
+    (panel_lines=False: `cerebro.panel_arrays` instead, a feeds.PanelArrays the BigQuant face reads).
     checkpoints (a file) with key (see resume.run_key) makes the run resumable: `cerebro.checkpoints.wrap` the strategy
     class before adding it and `.write()` after the run.
     """
@@ -66,7 +66,7 @@ def make_cerebro(bars: pd.DataFrame, panel: pd.DataFrame | None = None, start=No
     aligned = align(bars, grid, panel if panel_lines else None)
     cls = feed_class(feature_columns(panel) if panel_lines else [])
     cerebro = bt.Cerebro(stdstats=False, cheat_on_open=cheat_on_open, preload=True, runonce=True, maxcpus=1)
-    cerebro.panel_arrays = {} if panel_lines else panel_arrays(panel, grid, aligned.names)
+    cerebro.panel_arrays = PanelArrays(None if panel_lines else panel, grid, aligned.names)
     broker = AShareBroker(rules=rules)
     broker.setcash(float(capital_base))
     broker.addcommissioninfo(AShareCommission(commission=rules.commission, min_commission=rules.min_commission,
@@ -78,7 +78,7 @@ def make_cerebro(bars: pd.DataFrame, panel: pd.DataFrame | None = None, start=No
     reset_refs()
     cerebro.checkpoints = None
     if checkpoints is not None and key is not None:
-        chain = session_chain(grid, aligned.block, aligned.names, list(cerebro.panel_arrays.values()))
+        chain = session_chain(grid, aligned.block, aligned.names, cerebro.panel_arrays.rows())
         cerebro.checkpoints = Checkpoints(checkpoints, key or "", chain)
     return cerebro
 

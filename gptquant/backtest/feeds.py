@@ -112,17 +112,40 @@ def align(bars: pd.DataFrame, grid: pd.DatetimeIndex, panel: pd.DataFrame | None
     return Aligned(grid, names, list(out_cols), block)
 
 
+class PanelArrays:
+    """Panel features as session x instrument float arrays on the feeds' grid (NaN where the panel has no row),
+    each built on first use: a strategy reading one column of a 40-column panel pays for one."""
+
+    def __init__(self, panel: pd.DataFrame | None, grid: pd.DatetimeIndex, names: list[str]):
+        self.columns = feature_columns(panel)
+        self._grid, self._names, self._arrays = grid, list(names), {}
+        if self.columns:
+            at = panel.index
+            self._panel = panel[at.get_level_values("datetime").isin(grid) & at.get_level_values("instrument").isin(self._names)]
+
+    def __contains__(self, column) -> bool:
+        return column in self.columns
+
+    def __iter__(self):
+        return iter(self.columns)
+
+    def __getitem__(self, column) -> np.ndarray:
+        if column not in self._arrays:
+            if column not in self.columns:
+                raise KeyError(column)
+            wide = self._panel[column].astype(float).unstack("instrument") if len(self._panel) else pd.DataFrame()
+            self._arrays[column] = wide.reindex(index=self._grid, columns=self._names).to_numpy(dtype=float)
+        return self._arrays[column]
+
+    def rows(self) -> pd.DataFrame:
+        """The panel rows on the grid and the instruments, (datetime, instrument)-sorted: what the strategy can see."""
+        return self._panel.sort_index() if self.columns else pd.DataFrame()
+
+
 def panel_arrays(panel: pd.DataFrame | None, grid: pd.DatetimeIndex, names: list[str]) -> dict[str, np.ndarray]:
     """Each panel feature as a session x instrument float array on the grid (NaN where the panel has no row)."""
-    features = feature_columns(panel)
-    if not features:
-        return {}
-    p = panel[features]
-    p = p[p.index.get_level_values("datetime").isin(grid) & p.index.get_level_values("instrument").isin(names)]
-    if p.empty:
-        return {col: np.full((len(grid), len(names)), np.nan) for col in features}
-    wide = p.astype(float).unstack("instrument")
-    return {col: wide[col].reindex(index=grid, columns=names).to_numpy(dtype=float) for col in features}
+    arrays = PanelArrays(panel, grid, names)
+    return {col: arrays[col] for col in arrays}
 
 
 class _Clock:

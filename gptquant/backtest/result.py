@@ -117,8 +117,8 @@ capital {esc(_fmt(self.capital_base))}, benchmark {esc(self.benchmark or 'none')
         plt.close(fig)
         return base64.b64encode(buf.getvalue()).decode("ascii")
 
-    def save(self, folder) -> Path:
-        """summary.json, daily.csv, orders.csv, trades.csv and report.html in one folder."""
+    def save(self, folder, html: bool = True) -> Path:
+        """summary.json, daily.csv, orders.csv, trades.csv and (html=True) report.html in one folder."""
         import json
 
         folder = Path(folder)
@@ -127,7 +127,8 @@ capital {esc(_fmt(self.capital_base))}, benchmark {esc(self.benchmark or 'none')
         atomic_write_text(folder / "summary.json", json.dumps(clean, indent=2) + "\n")
         for name in ("daily", "orders", "trades"):
             atomic_write_text(folder / f"{name}.csv", getattr(self, name).to_csv(index=(name == "daily")))
-        self.to_html(folder / "report.html")
+        if html:
+            self.to_html(folder / "report.html")
         return folder
 
 

@@ -36,18 +36,29 @@ _REBUILT = {"_lineiterators", "_clock", "_sizer", "_owner", "_slave_analyzers", 
             "stats", "datas", "ddatas", "dnames", "cerebro", "env", "p", "params", "plotinfo", "plotlines", "lines", "l"}
 
 
-def session_chain(dates, block: np.ndarray, names: list[str], extra=()) -> list[str]:
+def session_chain(dates, block: np.ndarray, names: list[str], panel=None) -> list[str]:
     """Hash chain over the sessions: link i covers every input the strategy can see up to session i.
 
-    block is session x instrument x line; extra are more session x instrument arrays (the panel).
+    block is session x instrument x line; panel ((datetime, instrument)-sorted rows) adds the panel rows of
+    each session when the strategy reads them apart from the lines.
     """
     chain, h = [], hashlib.sha1(repr(list(names)).encode()).digest()
+    bounds = None
+    if panel is not None and len(panel):
+        at = panel.index.get_level_values("datetime").values
+        bounds = np.searchsorted(at, np.asarray(dates, dtype=at.dtype), side="left"), np.searchsorted(
+            at, np.asarray(dates, dtype=at.dtype), side="right")
+        values = np.ascontiguousarray(panel.to_numpy(dtype=float))
+        codes = panel.index.get_level_values("instrument").astype(str).to_numpy()
+        h = hashlib.sha1(h + repr(list(panel.columns)).encode()).digest()
     for i, day in enumerate(dates):
         d = hashlib.sha1(h)
         d.update(str(day).encode())
         d.update(np.ascontiguousarray(block[i]).tobytes())
-        for arr in extra:
-            d.update(np.ascontiguousarray(arr[i]).tobytes())
+        if bounds is not None:
+            a, b = bounds[0][i], bounds[1][i]
+            d.update("\0".join(codes[a:b]).encode())
+            d.update(values[a:b].tobytes())
         h = d.digest()
         chain.append(h.hex())
     return chain
@@ -85,7 +96,7 @@ class Checkpoints:
         n = len(chain)
         self.save_at = {i for i in range(n) if i >= n - LAST or i % EVERY == EVERY - 1}
         self.saved: dict[int, tuple[str, bytes]] = {}
-        self._names = None
+        self._names, self._run = None, None
         self.resume_at, self._blob, self.note = -1, None, "no checkpoints yet: full run"
         previous = self._read()
         if previous is None:
@@ -132,21 +143,31 @@ class Checkpoints:
                 if i in cp.save_at:
                     cp._save(strat, i)
                 return
-            # what backtrader's Strategy._oncepost does besides calling the strategy (no orders exist yet)
+            # Jump to the checkpoint in one step: the feeds' clocks (all on one grid) move to it and the strategy's
+            # lines and indicators catch up, as backtrader's Strategy._oncepost would have moved them session by
+            # session (nothing else happens in those sessions: no orders exist before the restore).
+            k = cp.resume_at - i + 1  # sessions covered, this one included
+            for d in strat.datas:
+                d._gq_clock.i += k - 1
             for indicator in strat._lineiterators[LineIterator.IndType]:
                 if len(indicator._clock) > len(indicator):
-                    indicator.advance()
-            strat.advance() if strat._oldsync else strat.forward()
-            strat.lines.datetime[0] = dt
-            if i == cp.resume_at:
-                restore(strat, cp._blob)
+                    indicator.advance(len(indicator._clock) - len(indicator))
+            strat.advance(k) if strat._oldsync else strat.forward(size=k)
+            j, dates = strat.lines.datetime.idx, strat.datas[0].lines.datetime.array
+            strat.lines.datetime.array[j - k + 1:j + 1] = dates[cp.resume_at - k + 1:cp.resume_at + 1]
+            restore(strat, cp._blob, cp._objects(strat))
 
         return type(strategy.__name__, (strategy,), {"_oncepost": _oncepost, "_oncepost_open": _oncepost_open,
                                                      "__module__": strategy.__module__})
 
+    def _objects(self, strat) -> list:
+        if self._run is None:  # the run's objects do not change during the run
+            self._run = _run_objects(strat)
+        return self._run
+
     def _save(self, strat, i):
-        if self._names is None:  # the run's objects do not change during the run
-            self._names = {id(obj): token for token, obj in reversed(_run_objects(strat))}
+        if self._names is None:
+            self._names = {id(obj): token for token, obj in reversed(self._objects(strat))}
         try:
             self.saved[i] = (self.chain[i], capture(strat, self._names))
         except (pickle.PicklingError, TypeError, AttributeError) as exc:
@@ -216,10 +237,10 @@ def capture(strat, names: dict | None = None) -> bytes:
     return buf.getvalue()
 
 
-def restore(strat, blob: bytes) -> None:
+def restore(strat, blob: bytes, objects: list | None = None) -> None:
     """Put a captured state into a run whose clock stands at the captured session."""
     global _LIVE
-    _LIVE = dict(_run_objects(strat))
+    _LIVE = dict(objects if objects is not None else _run_objects(strat))
     try:
         state = pickle.loads(blob)
     finally:

@@ -9,6 +9,7 @@ A lock file per config (flock) stops two runs of the same config from overlappin
 Config (TOML; strings may use ${VAR} and ${VAR:-default}):
 
     title = "..."                       # optional
+    workers = 2                         # backtests run side by side in forked processes (default: CPU count)
     root = "../demo_out"                # base of the data and model paths (relative to the config's folder)
     [news]      sources = ["world/news.csv"]  (or source = "..."), start, end (articles outside [start, end]
                 are not scored; they go to news_rejects.csv with the reason)
@@ -39,7 +40,7 @@ from pathlib import Path
 from ..errors import GptquantError
 
 SECTIONS = {
-    "": {"title", "root", "news", "prices", "model", "panel", "analysis", "backtest", "compare", "output"},
+    "": {"title", "root", "news", "prices", "model", "panel", "analysis", "backtest", "compare", "output", "workers"},
     "news": {"sources", "source", "start", "end"},
     "prices": {"bars", "volume_unit", "benchmark", "benchmark_data"},
     "model": {"bundle", "threads", "batch_size", "cache"},
@@ -507,62 +508,108 @@ def _article_view(feats, news, column: str, cutoff: str):
 def _backtests(config, paths, run_dir, panel, bars, column, first, last, checkpoints) -> tuple[list[dict], dict]:
     """Each [[backtest]] through gptquant.backtest.cli.run_config; a failure is recorded, the others still run.
 
-    Each backtest keeps checkpoints (gptquant.backtest.resume) in `checkpoints`/<name>.pkl, so a night whose
-    news only touches the last sessions re-runs only those (resume = false in a [[backtest]] turns it off)."""
+    Backtests run side by side in `workers` forked processes (they share the loaded bars and panel). Each keeps
+    checkpoints (gptquant.backtest.resume) in `checkpoints`/<name>.pkl, so a night whose news only touches
+    the last sessions re-runs only those (resume = false in a [[backtest]] turns it off)."""
     import math
-
-    from ..backtest.cli import run_config
 
     entries = config.get("backtest", [])
     if not entries:
         return [], {}
-    pr = config["prices"]
-    bar_codes = set(bars["instrument"].unique())
-    panel_codes = sorted(set(panel.index.get_level_values("instrument")) & bar_codes)
+    jobs, outcomes = {}, {}
+    for b in entries:
+        try:
+            jobs[b["name"]] = _backtest_config(b, config, paths, panel, bars, column, first, last, checkpoints)
+        except GptquantError as exc:
+            outcomes[b["name"]] = ("failed", None, 0.0, f"GptquantError: {exc}", traceback.format_exc())
+    workers = int(config.get("workers", min(len(jobs), os.cpu_count() or 1)))
+    if workers < 1:
+        raise GptquantError(f"workers must be >= 1, got {workers}")
+    outcomes.update(_run_backtests(jobs, config["_path"].parent, workers))
     rows, results = [], {}
     for b in entries:
         name = b["name"]
-        t0 = time.perf_counter()
-        try:
-            params = dict(b.get("params", {}))
-            params.setdefault("column", column)
-            data = {"bars": bars, "benchmark": pr.get("benchmark", "000300.SH")}
-            if paths["benchmark_data"] is not None:
-                data["benchmark_data"] = str(paths["benchmark_data"])
-            universe = b.get("universe", "panel")
-            if universe == "panel":
-                data["instruments"] = panel_codes
-            elif universe != "all":
-                raise GptquantError(f"backtest {name}: universe must be 'panel' or 'all', got {universe!r}")
-            if "max_instruments" in b:
-                data["max_instruments"] = int(b["max_instruments"])
-            panel_cfg = {"path": panel, "panel_at": b.get("panel_at", "open")}
-            if "columns" in b:
-                panel_cfg["columns"] = list(b["columns"])
-            backtest = {"start": str(b.get("start", first.date())), "end": str(b.get("end", last.date())),
-                        "capital_base": b.get("capital_base", 1_000_000)}
-            if b.get("resume", True):
-                backtest["checkpoints"] = str(checkpoints / f"{name}.pkl")
-            cfg = {"title": f"{name}: {b['module']}", "data": data, "panel": panel_cfg, "backtest": backtest,
-                   "strategy": {"module": paths["modules"][name], "params": params, **({"class": b["class"]} if "class" in b else {})},
-                   "rules": b.get("rules", {})}
-            result = run_config(cfg, config["_path"].parent)
+        status, result, seconds, msg, trace = outcomes[name]
+        if status == "ok":
             result.title = name
-            result.save(run_dir / "backtests" / name)
+            result.save(run_dir / "backtests" / name, html=False)  # the run's report.html shows every backtest
             summary = {k: (None if isinstance(v, float) and not math.isfinite(v) else float(v)) for k, v in result.summary.items()}
             note = getattr(result, "resume_note", None)
-            rows.append({"name": name, "status": "ok", "summary": summary, "error": None,
-                         "seconds": round(time.perf_counter() - t0, 3), "resume": note})
+            rows.append({"name": name, "status": "ok", "summary": summary, "error": None, "seconds": seconds, "resume": note})
             results[name] = result
-            print(f"[nightly]   {name}: ok, annual return {summary.get('annual_return')}, sharpe {summary.get('sharpe')}"
-                  + (f" ({note})" if note else ""))
-        except Exception as exc:  # one backtest's failure must not stop the others
-            msg = f"{type(exc).__name__}: {exc}"
+            print(f"[nightly]   {name}: ok in {seconds:.2f} s, annual return {summary.get('annual_return')}, "
+                  f"sharpe {summary.get('sharpe')}" + (f" ({note})" if note else ""))
+        else:
             from ..bundle import atomic_write_text
 
             (run_dir / "backtests" / name).mkdir(parents=True, exist_ok=True)
-            atomic_write_text(run_dir / "backtests" / name / "error.txt", traceback.format_exc())
-            rows.append({"name": name, "status": "failed", "summary": None, "error": msg,
-                         "seconds": round(time.perf_counter() - t0, 3)})
+            atomic_write_text(run_dir / "backtests" / name / "error.txt", trace)
+            rows.append({"name": name, "status": "failed", "summary": None, "error": msg, "seconds": seconds})
             print(f"[nightly]   {name}: FAILED: {msg}")
     return rows, results
+
+
+def _backtest_config(b, config, paths, panel, bars, column, first, last, checkpoints) -> dict:
+    """A [[backtest]] entry as a gptquant.backtest.cli.run_config config (bars and panel passed as frames)."""
+    name, pr = b["name"], config["prices"]
+    params = dict(b.get("params", {}))
+    params.setdefault("column", column)
+    data = {"bars": bars, "benchmark": pr.get("benchmark", "000300.SH")}
+    if paths["benchmark_data"] is not None:
+        data["benchmark_data"] = str(paths["benchmark_data"])
+    universe = b.get("universe", "panel")
+    if universe == "panel":
+        data["instruments"] = sorted(set(panel.index.get_level_values("instrument").unique()) & set(bars["instrument"].unique()))
+    elif universe != "all":
+        raise GptquantError(f"backtest {name}: universe must be 'panel' or 'all', got {universe!r}")
+    if "max_instruments" in b:
+        data["max_instruments"] = int(b["max_instruments"])
+    panel_cfg = {"path": panel, "panel_at": b.get("panel_at", "open")}
+    if "columns" in b:
+        panel_cfg["columns"] = list(b["columns"])
+    backtest = {"start": str(b.get("start", first.date())), "end": str(b.get("end", last.date())),
+                "capital_base": b.get("capital_base", 1_000_000)}
+    if b.get("resume", True):
+        backtest["checkpoints"] = str(checkpoints / f"{name}.pkl")
+    return {"title": f"{name}: {b['module']}", "data": data, "panel": panel_cfg, "backtest": backtest,
+            "strategy": {"module": paths["modules"][name], "params": params, **({"class": b["class"]} if "class" in b else {})},
+            "rules": b.get("rules", {})}
+
+
+_JOBS: dict = {}  # name -> (config, base) for the forked workers, which inherit it instead of unpickling the data
+
+
+def _run_one(name: str):
+    """(status, result, seconds, error message, traceback) of one backtest; never raises."""
+    from ..backtest.cli import run_config
+
+    cfg, base = _JOBS[name]
+    t0 = time.perf_counter()
+    try:
+        result = run_config(cfg, base)
+        return "ok", result, round(time.perf_counter() - t0, 3), None, None
+    except Exception as exc:  # one backtest's failure must not stop the others
+        return "failed", None, round(time.perf_counter() - t0, 3), f"{type(exc).__name__}: {exc}", traceback.format_exc()
+
+
+def _run_backtests(jobs: dict, base, workers: int) -> dict:
+    global _JOBS
+    _JOBS = {name: (cfg, base) for name, cfg in jobs.items()}
+    try:
+        if workers == 1 or len(jobs) < 2:
+            return {name: _run_one(name) for name in jobs}
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+        from concurrent.futures.process import BrokenProcessPool
+
+        with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=multiprocessing.get_context("fork")) as pool:
+            futures = {name: pool.submit(_run_one, name) for name in jobs}
+            out = {}
+            for name, future in futures.items():
+                try:
+                    out[name] = future.result()
+                except BrokenProcessPool as exc:  # a worker died (killed, out of memory): that backtest failed
+                    out[name] = ("failed", None, 0.0, f"worker process died: {exc}", traceback.format_exc())
+            return out
+    finally:
+        _JOBS = {}

@@ -218,8 +218,7 @@ class Scorer:
         order = np.argsort([len(s) for s in ids], kind="stable")
         rows: list = [None] * len(ids)
         t0 = time.perf_counter()
-        for b in range(0, len(order), self.batch_size):
-            idx = order[b: b + self.batch_size]
+        for idx in self._batches([len(s) for s in ids], order):
             input_ids, mask, _ = pad_batch([ids[i] for i in idx], self.max_length, self.pad_id)
             result = dict(zip(outputs, self.session.run(outputs, {"input_ids": input_ids, "attention_mask": mask})))
             for r, row in zip(idx, reduce(result, mask)):
@@ -227,6 +226,19 @@ class Scorer:
             self.tokens_scored += int(mask[:, 1:].sum())
         self.seconds += time.perf_counter() - t0
         return np.stack(rows) if rows else np.zeros((0, len(self.feature_columns)))  # callers split off extras
+
+    def _batches(self, lengths: list[int], order: np.ndarray):
+        """Length-sorted batches of at most batch_size texts and batch_size x 128 padded tokens: a few long texts
+        are not padded together with many short ones (the graph's per-token work and memory scale with
+        batch x longest text)."""
+        budget = self.batch_size * 128
+        b = 0
+        while b < len(order):
+            e = b + 1
+            while e < len(order) and e - b < self.batch_size and (e - b + 1) * lengths[order[e]] <= budget:
+                e += 1
+            yield order[b:e]
+            b = e
 
     def _reduce(self, out: dict, mask: np.ndarray) -> np.ndarray:
         """Per-article features from one batch's outputs (float64, NaN where undefined), followed by the
