@@ -131,6 +131,17 @@ class AShareBroker(bt.BackBroker):
         if len(self.pending) > 1:
             self.pending = deque(sorted(self.pending, key=self._sequence))
         super().next()
+        self._forget_finished()
+
+    def _forget_finished(self):
+        """BackBroker keeps parent/child and OCO bookkeeping of every order forever (a refused order's is never
+        cleared). Only market orders exist here, so a finished order's entries go: memory and checkpoints stay
+        small over long runs."""
+        for ref in [r for r, orders in self._pchildren.items() if not any(o.alive() for o in orders)]:
+            del self._pchildren[ref]
+        for table in (self._ocol, self._ocos):
+            for ref in [r for r in table if r not in self._pchildren]:
+                del table[ref]
 
     # -- the rules
     def _try_exec(self, order):

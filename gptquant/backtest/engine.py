@@ -29,7 +29,12 @@ class Recorder(bt.Analyzer):
         self._from = self.p.record_from.date() if self.p.record_from is not None else None
 
     def next(self):
-        day = self.strategy.datetime.date(0)
+        # backtrader only ever appends to its private list of order notifications (copies of the orders, never
+        # read again); what happened to each order is in the broker's order_log, so the list is emptied each
+        # session (memory and checkpoints stay small)
+        strat = self.strategy
+        strat._orders = []
+        day = strat.datetime.date(0)
         if self._from is not None and day < self._from:
             return
         broker = self.strategy.broker

@@ -210,7 +210,7 @@ def _run_objects(strat) -> list[tuple[tuple, object]]:
     out = [(("strategy",), strat), (("broker",), strat.broker), (("cerebro",), strat.env)]
     for d in strat.datas:
         out.append((("data", d._name), d))
-        out += [(("line", d._name, alias), getattr(d.lines, alias)) for alias in d.lines.getlinealiases()]
+        out += [(("line", d._name, alias), line) for alias, line in zip(d.lines.getlinealiases(), d.lines.lines)]
     for kind, objs in strat._lineiterators.items():  # indicators (and observers) in the order __init__ made them
         out += [(("iter", kind, j), obj) for j, obj in enumerate(objs)]
     out += [(("attr", k), v) for k, v in vars(strat).items() if isinstance(v, LineRoot)]

@@ -383,7 +383,7 @@ def _run(config, paths, config_dir, fingerprint, hist, previous, scorer, progres
     record = {"run_id": run_id, "config_name": config["_name"], "config_hash": config["_hash"], "inputs_hash": fingerprint,
               "started": started, "status": "error", "run_dir": str(run_dir), "timings": timings, "analysis": {},
               "backtests": []}
-    stage = "load"
+    stage, backtests = "load", None
     try:
         with _stage(timings, "load"):
             news, rejects = read_sources(paths["news"])
@@ -432,19 +432,22 @@ def _run(config, paths, config_dir, fingerprint, hist, previous, scorer, progres
             pr = config["prices"]
             bars = load_bars_cached(paths["bars"], paths["out"] / "cache", pr.get("volume_unit", "shares"))
             bars = bars[bars["datetime"] >= first - pd.Timedelta(days=60)].reset_index(drop=True)
+            bar_days = bars["datetime"].drop_duplicates().sort_values()
+            last = min(last, bar_days.iloc[-1])  # the carried _ewm rows may run past the last bar
+            if len(bar_days) > 1:  # returns (and the benchmark's) need the session before the first one
+                first = max(first, bar_days.iloc[1])
+            # the backtests need only the panel and the bars: they start now, in worker processes, beside the analysis
+            backtests = _Backtests(config, paths, panel, bars, column, first, last, config_dir / "checkpoints")
             result = analyze(panel, column, bars, horizons=horizons, quantiles=int(ac.get("quantiles", 5)),
                              price=ac.get("price", "open"), min_assets=int(ac.get("min_assets", 5)))
             _atomic_json(run_dir / "analysis.json", result)
             record["analysis"] = {kind: {h: v["mean"] for h, v in result["ic_summary"][kind].items()} for kind in ("ic", "rank_ic")}
             record["analysis"]["column"] = column
-            bar_days = bars["datetime"].drop_duplicates().sort_values()
-            last = min(last, bar_days.iloc[-1])  # the carried _ewm rows may run past the last bar
-            if len(bar_days) > 1:  # returns (and the benchmark's) need the session before the first one
-                first = max(first, bar_days.iloc[1])
         stage = "backtests"
         with _stage(timings, "backtests"):
-            bt_rows, results = _backtests(config, paths, run_dir, panel, bars, column, first, last, config_dir / "checkpoints")
+            bt_rows, results = backtests.collect(run_dir)
             record["backtests"] = bt_rows
+        timings["backtests"] = backtests.seconds  # from their start, so it overlaps the analysis stage
         stage = "report"
         with _stage(timings, "report"):
             from ..analysis.report import write_report
@@ -473,6 +476,8 @@ def _run(config, paths, config_dir, fingerprint, hist, previous, scorer, progres
 
             atomic_write_text(config_dir / "latest", run_id + "\n")
     except Exception as exc:
+        if backtests is not None:
+            backtests.close()
         record["timings"] = timings
         record["seconds"] = round(time.perf_counter() - t_start, 3)
         record["error"] = f"{stage}: {exc}"
@@ -505,48 +510,80 @@ def _article_view(feats, news, column: str, cutoff: str):
     return view
 
 
-def _backtests(config, paths, run_dir, panel, bars, column, first, last, checkpoints) -> tuple[list[dict], dict]:
-    """Each [[backtest]] through gptquant.backtest.cli.run_config; a failure is recorded, the others still run.
+class _Backtests:
+    """Every [[backtest]] through gptquant.backtest.cli.run_config; a failure is recorded, the others still run.
 
-    Backtests run side by side in `workers` forked processes (they share the loaded bars and panel). Each keeps
-    checkpoints (gptquant.backtest.resume) in `checkpoints`/<name>.pkl, so a night whose news only touches
-    the last sessions re-runs only those (resume = false in a [[backtest]] turns it off)."""
-    import math
+    They run side by side in `workers` forked processes, which inherit the loaded bars and panel, and start
+    as soon as this object is made (collect() waits). Each keeps checkpoints (gptquant.backtest.resume) in
+    `checkpoints`/<name>.pkl, so a night whose news only touches the last sessions re-runs only those
+    (resume = false in a [[backtest]] turns it off)."""
 
-    entries = config.get("backtest", [])
-    if not entries:
-        return [], {}
-    jobs, outcomes = {}, {}
-    for b in entries:
+    def __init__(self, config, paths, panel, bars, column, first, last, checkpoints):
+        global _JOBS
+        self.entries, self.outcomes, self._futures, self._pool = config.get("backtest", []), {}, {}, None
+        self._t0 = time.perf_counter()
+        self.seconds = 0.0
+        jobs = {}
+        for b in self.entries:
+            try:
+                jobs[b["name"]] = _backtest_config(b, config, paths, panel, bars, column, first, last, checkpoints)
+            except GptquantError as exc:
+                self.outcomes[b["name"]] = ("failed", None, 0.0, f"GptquantError: {exc}", traceback.format_exc())
+        workers = int(config.get("workers", min(len(jobs), os.cpu_count() or 1) or 1))
+        if workers < 1:
+            raise GptquantError(f"workers must be >= 1, got {workers}")
+        _JOBS = {name: (cfg, config["_path"].parent) for name, cfg in jobs.items()}
+        if workers > 1 and len(jobs) > 1:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            self._pool = ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=multiprocessing.get_context("fork"))
+            self._futures = {name: self._pool.submit(_run_one, name) for name in jobs}
+
+    def collect(self, run_dir) -> tuple[list[dict], dict]:
+        import math
+        from concurrent.futures.process import BrokenProcessPool
+
         try:
-            jobs[b["name"]] = _backtest_config(b, config, paths, panel, bars, column, first, last, checkpoints)
-        except GptquantError as exc:
-            outcomes[b["name"]] = ("failed", None, 0.0, f"GptquantError: {exc}", traceback.format_exc())
-    workers = int(config.get("workers", min(len(jobs), os.cpu_count() or 1)))
-    if workers < 1:
-        raise GptquantError(f"workers must be >= 1, got {workers}")
-    outcomes.update(_run_backtests(jobs, config["_path"].parent, workers))
-    rows, results = [], {}
-    for b in entries:
-        name = b["name"]
-        status, result, seconds, msg, trace = outcomes[name]
-        if status == "ok":
-            result.title = name
-            result.save(run_dir / "backtests" / name, html=False)  # the run's report.html shows every backtest
-            summary = {k: (None if isinstance(v, float) and not math.isfinite(v) else float(v)) for k, v in result.summary.items()}
-            note = getattr(result, "resume_note", None)
-            rows.append({"name": name, "status": "ok", "summary": summary, "error": None, "seconds": seconds, "resume": note})
-            results[name] = result
-            print(f"[nightly]   {name}: ok in {seconds:.2f} s, annual return {summary.get('annual_return')}, "
-                  f"sharpe {summary.get('sharpe')}" + (f" ({note})" if note else ""))
-        else:
-            from ..bundle import atomic_write_text
+            for name in _JOBS:
+                if name in self._futures:
+                    try:
+                        self.outcomes[name] = self._futures[name].result()
+                    except BrokenProcessPool as exc:  # a worker died (killed, out of memory): that backtest failed
+                        self.outcomes[name] = ("failed", None, 0.0, f"worker process died: {exc}", traceback.format_exc())
+                else:
+                    self.outcomes[name] = _run_one(name)
+        finally:
+            self.close()
+        self.seconds = round(time.perf_counter() - self._t0, 3)
+        rows, results = [], {}
+        for b in self.entries:
+            name = b["name"]
+            status, result, seconds, msg, trace = self.outcomes[name]
+            if status == "ok":
+                result.title = name
+                result.save(run_dir / "backtests" / name, html=False)  # the run's report.html shows every backtest
+                summary = {k: (None if isinstance(v, float) and not math.isfinite(v) else float(v)) for k, v in result.summary.items()}
+                note = getattr(result, "resume_note", None)
+                rows.append({"name": name, "status": "ok", "summary": summary, "error": None, "seconds": seconds, "resume": note})
+                results[name] = result
+                print(f"[nightly]   {name}: ok in {seconds:.2f} s, annual return {summary.get('annual_return')}, "
+                      f"sharpe {summary.get('sharpe')}" + (f" ({note})" if note else ""))
+            else:
+                from ..bundle import atomic_write_text
 
-            (run_dir / "backtests" / name).mkdir(parents=True, exist_ok=True)
-            atomic_write_text(run_dir / "backtests" / name / "error.txt", trace)
-            rows.append({"name": name, "status": "failed", "summary": None, "error": msg, "seconds": seconds})
-            print(f"[nightly]   {name}: FAILED: {msg}")
-    return rows, results
+                (run_dir / "backtests" / name).mkdir(parents=True, exist_ok=True)
+                atomic_write_text(run_dir / "backtests" / name / "error.txt", trace)
+                rows.append({"name": name, "status": "failed", "summary": None, "error": msg, "seconds": seconds})
+                print(f"[nightly]   {name}: FAILED: {msg}")
+        return rows, results
+
+    def close(self):
+        global _JOBS
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+        _JOBS = {}
 
 
 def _backtest_config(b, config, paths, panel, bars, column, first, last, checkpoints) -> dict:
@@ -590,26 +627,3 @@ def _run_one(name: str):
         return "ok", result, round(time.perf_counter() - t0, 3), None, None
     except Exception as exc:  # one backtest's failure must not stop the others
         return "failed", None, round(time.perf_counter() - t0, 3), f"{type(exc).__name__}: {exc}", traceback.format_exc()
-
-
-def _run_backtests(jobs: dict, base, workers: int) -> dict:
-    global _JOBS
-    _JOBS = {name: (cfg, base) for name, cfg in jobs.items()}
-    try:
-        if workers == 1 or len(jobs) < 2:
-            return {name: _run_one(name) for name in jobs}
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-        from concurrent.futures.process import BrokenProcessPool
-
-        with ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=multiprocessing.get_context("fork")) as pool:
-            futures = {name: pool.submit(_run_one, name) for name in jobs}
-            out = {}
-            for name, future in futures.items():
-                try:
-                    out[name] = future.result()
-                except BrokenProcessPool as exc:  # a worker died (killed, out of memory): that backtest failed
-                    out[name] = ("failed", None, 0.0, f"worker process died: {exc}", traceback.format_exc())
-            return out
-    finally:
-        _JOBS = {}
