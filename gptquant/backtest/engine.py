@@ -77,8 +77,8 @@ def make_cerebro(bars: pd.DataFrame, panel: pd.DataFrame | None = None, start=No
     broker.addcommissioninfo(AShareCommission(commission=rules.commission, min_commission=rules.min_commission,
                                               stamp_duty=rules.stamp_duty, sell_cost=rules.sell_cost))
     cerebro.broker = broker
-    for name, frame in aligned.frames().items():
-        cerebro.adddata(cls(dataname=frame), name=name)
+    for name, values in aligned.feed_data().items():
+        cerebro.adddata(cls(dataname=values), name=name)
     cerebro.addanalyzer(Recorder, _name="gptquant", record_from=pd.Timestamp(record_from) if record_from else None)
     reset_refs()
     cerebro.checkpoints = None

@@ -70,8 +70,14 @@ class Aligned:
     block: np.ndarray
 
     def frames(self) -> dict[str, pd.DataFrame]:
+        """One DataFrame per instrument (for reading; the feeds take `feed_data`)."""
         return {name: pd.DataFrame(self.block[:, j, :], index=self.grid, columns=self.lines)
                 for j, name in enumerate(self.names)}
+
+    def feed_data(self) -> dict[str, tuple]:
+        """What each feed preloads: (backtrader day numbers, line names, session x line values)."""
+        days = self.grid.values.astype("datetime64[D]").astype(np.int64) + _EPOCH_ORDINAL
+        return {name: (days, self.lines, self.block[:, j, :]) for j, name in enumerate(self.names)}
 
 
 def align(bars: pd.DataFrame, grid: pd.DatetimeIndex, panel: pd.DataFrame | None = None) -> Aligned:
@@ -181,29 +187,24 @@ def _shared_clock_line():
 
 
 def _fast_preload(self):
-    """Copy the frame's columns straight into the line buffers (backtrader's row-by-row iloc load is ~100x slower)
-    and tie every line to one clock."""
-    df = self.p.dataname
-    n = len(df)
+    """Copy the aligned values straight into the line buffers and tie every line to one clock."""
+    days, names, values = self.p.dataname
     clock = _Clock()
     line_class = _shared_clock_line()
-    values = df.to_numpy(dtype=float).T  # one block per feed (align builds it so): column x session
-    where = {c: i for i, c in enumerate(df.columns)}
-    for alias in self.lines.getlinealiases():
-        buf = getattr(self.lines, alias)
+    where = {c: i for i, c in enumerate(names)}
+    for alias, buf in zip(self.lines.getlinealiases(), self.lines.lines):
         if alias == "datetime":
-            line = df.index.values.astype("datetime64[D]").astype(np.int64) + _EPOCH_ORDINAL
+            line = days
         elif alias in where:
-            line = values[where[alias]]
+            line = values[:, where[alias]]
         else:
-            line = np.full(n, np.nan)
+            line = np.full(len(days), np.nan)
         buf.array = array("d", np.ascontiguousarray(line, dtype=float).tobytes())
         buf.__class__, buf._gq_clock = line_class, clock
     self._gq_clock, self._dates = clock, self.lines.datetime.array
-    clock.i = n - 1
+    clock.i = len(days) - 1
     self._last()
     self.home()
-
 
 
 def _fast_advance(self, size=1, datamaster=None, ticks=True):
@@ -218,15 +219,16 @@ def _fast_peek(self):
 
 
 def feed_class(features: list[str]):
-    """A PandasData subclass whose lines are the A-share rule columns plus every panel feature."""
+    """A backtrader feed class whose lines are the prices, the A-share rule columns and every panel feature;
+    `dataname` is one entry of Aligned.feed_data() (no per-instrument DataFrame, no column guessing)."""
     import backtrader as bt
 
     lines = (*EXTRA_LINES, *features)
-    return type("AShareData", (bt.feeds.PandasData,), {
-        "__doc__": "PandasData with lines for the A-share rules and each panel feature.",
+    return type("AShareData", (bt.feed.DataBase,), {
+        "__doc__": "Preloaded lines for one instrument: prices, A-share rule columns and panel features.",
         "lines": lines,
-        "params": tuple((name, -1) for name in lines),
         "preload": _fast_preload,
         "advance": _fast_advance,
         "advance_peek": _fast_peek,
+        "_load": lambda self: False,  # everything is preloaded
     })
