@@ -14,7 +14,7 @@ Config (TOML; strings may use ${VAR} and ${VAR:-default}):
     [news]      sources = ["world/news.csv"]  (or source = "..."), start, end (articles outside [start, end]
                 are not scored; they go to news_rejects.csv with the reason)
     [prices]    bars, volume_unit ("shares"|"lots"), benchmark ("000300.SH"), benchmark_data
-    [model]     bundle (a bundle or a checkpoint folder), threads, batch_size, cache (SQLite; default: the
+    [model]     bundle (a bundle or a checkpoint folder), threads, batch_size, batch_tokens, cache (SQLite; default: the
                 GPTQUANT_SCORE_CACHE setting, relative paths are under the output folder)
     [panel]     cutoff, halflife, aggregates, columns, carry, ai_score_max, ai_weight, start, end
     [analysis]  column ("auto": sentiment_ewm when the bundle has a sentiment head, else nll_mean_ewm),
@@ -43,7 +43,7 @@ SECTIONS = {
     "": {"title", "root", "news", "prices", "model", "panel", "analysis", "backtest", "compare", "output", "workers"},
     "news": {"sources", "source", "start", "end"},
     "prices": {"bars", "volume_unit", "benchmark", "benchmark_data"},
-    "model": {"bundle", "threads", "batch_size", "cache"},
+    "model": {"bundle", "threads", "batch_size", "batch_tokens", "cache"},
     "panel": {"cutoff", "halflife", "aggregates", "columns", "carry", "ai_score_max", "ai_weight", "start", "end"},
     "analysis": {"column", "horizons", "quantiles", "price", "min_assets"},
     "output": {"dir", "history"},
@@ -399,7 +399,8 @@ def _run(config, paths, config_dir, fingerprint, hist, previous, scorer, progres
                 from ..runtime import load_model
 
                 mcfg = config["model"]
-                scorer = load_model(paths["bundle"], threads=mcfg.get("threads"), batch_size=int(mcfg.get("batch_size", 32)))
+                scorer = load_model(paths["bundle"], threads=mcfg.get("threads"), batch_size=int(mcfg.get("batch_size", 32)),
+                                    batch_tokens=int(mcfg.get("batch_tokens", 512)))
             counting = _Counting(scorer)
             paths["cache"].parent.mkdir(parents=True, exist_ok=True)
             with ScoreCache(paths["cache"]) as cache:

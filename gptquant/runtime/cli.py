@@ -25,6 +25,8 @@ def configure(verb: str, parser) -> None:
         parser.add_argument("--news", required=True, help="news file: .csv (UTF-8/GB18030), .jsonl or .parquet")
         parser.add_argument("--out", required=True, help="article features, .parquet (or .csv)")
         parser.add_argument("--batch-size", type=int, default=32, help="texts per ONNX batch (default 32)")
+        parser.add_argument("--batch-tokens", type=int, default=512,
+                            help="padded tokens per ONNX batch (default 512; memory scales with it)")
         parser.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads (default $GPTQUANT_THREADS or ORT's)")
         parser.add_argument("--text-column", default=None, help="column holding the text (default: text, else title + content)")
         parser.add_argument("--part-size", type=int, default=PART_SIZE, help=f"articles per resumable part (default {PART_SIZE})")
@@ -80,7 +82,7 @@ def run_score(args) -> int:
     if not news.is_file():
         raise GptquantError(f"{news}: news file not found")
     local_threads = worker_threads(args.threads, args.workers) if args.engine == "local" else args.threads
-    scorer = load_model(args.model, threads=local_threads, batch_size=args.batch_size)
+    scorer = load_model(args.model, threads=local_threads, batch_size=args.batch_size, batch_tokens=args.batch_tokens)
     parts_dir = Path(f"{out}.parts")
     _prepare_parts(parts_dir, _fingerprint(scorer.bundle_hash, args, news))
 

@@ -73,7 +73,7 @@ class Scorer:
     """A verified bundle and one ORT session. `score(texts)` gives one feature row per text, in order."""
 
     def __init__(self, bundle_dir, threads: int | None = None, batch_size: int = 32, verify: bool = True,
-                 providers: list[str] | None = None):
+                 providers: list[str] | None = None, batch_tokens: int = 512):
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
@@ -89,6 +89,9 @@ class Scorer:
         if not isinstance(batch_size, int) or batch_size < 1:
             raise GptquantError(f"batch_size must be a positive integer, got {batch_size!r}")
         self.batch_size = batch_size
+        if not isinstance(batch_tokens, int) or batch_tokens < 1:
+            raise GptquantError(f"batch_tokens must be a positive integer, got {batch_tokens!r}")
+        self.batch_tokens = batch_tokens
         self.threads = resolve_threads(threads)
 
         try:
@@ -228,10 +231,11 @@ class Scorer:
         return np.stack(rows) if rows else np.zeros((0, len(self.feature_columns)))  # callers split off extras
 
     def _batches(self, lengths: list[int], order: np.ndarray):
-        """Length-sorted batches of at most batch_size texts and batch_size x 128 padded tokens: a few long texts
-        are not padded together with many short ones (the graph's per-token work and memory scale with
-        batch x longest text)."""
-        budget = self.batch_size * 128
+        """Length-sorted batches of at most batch_size texts and batch_tokens padded tokens. The graph's
+        per-token log-softmax over the vocabulary makes memory scale with batch x longest text: on the
+        4x256 fixture 512 tokens per batch scored as fast as 4,096 and a fresh session's first batch took
+        0.42 s instead of 0.78 s (less memory to fault in)."""
+        budget = self.batch_tokens
         b = 0
         while b < len(order):
             e = b + 1
