@@ -68,7 +68,8 @@ def main() -> int:
     for stage in cold["timings"]:
         a, b = cold["timings"][stage], inc["timings"].get(stage, float("nan"))
         print(f"{stage:<10} {a:8.2f} {b:8.2f} {a / b if b else float('inf'):7.1f}")
-    print(f"{'total':<10} {cold['wall']:8.2f} {inc['wall']:8.2f} {cold['wall'] / inc['wall']:7.1f}")
+    print(f"{'total':<10} {cold['wall']:8.2f} {inc['wall']:8.2f} {cold['wall'] / inc['wall']:7.1f}   (wall clock; backtests "
+          "start during the analysis, so stage times overlap)")
     print(f"texts scored: cold {cold['scored']}, second night {inc['scored']}")
     print("IC table of the second run (column {}):".format(inc["analysis"]["column"]))
     for kind in ("ic", "rank_ic"):
@@ -76,7 +77,7 @@ def main() -> int:
     for b in inc["backtests"]:
         s = b["summary"] or {}
         print(f"  backtest {b['name']}: {b['status']}, " + ", ".join(f"{k} {s[k]:.4f}" for k in ("annual_return", "sharpe", "benchmark_return")
-                                                                  if s.get(k) is not None))
+                                                                  if s.get(k) is not None) + f"; {b.get('resume')}")
     return 0
 
 

@@ -221,3 +221,35 @@ def test_compare_flags_only_changes_beyond_their_threshold():
     cur["backtests"][0] = {"name": "a", "status": "failed", "summary": None}
     assert [r["metric"] for r in compare(prev, cur, {}) if r["flagged"]] == ["a.status"]
     assert compare(None, cur, {}) == []
+
+
+def test_next_night_resumes_the_backtests_and_matches_a_full_run(world, tmp_path):
+    """Night 2 has 5 % more news (the latest): the backtests continue from their checkpoints, and every file
+    they write equals that of a run from scratch on the same data."""
+    news = pd.read_csv(world / "world" / "news.csv", dtype=str, keep_default_na=False)
+    news = news.iloc[pd.to_datetime(news["datetime"]).argsort(kind="stable")]
+    source = tmp_path / "incoming.csv"
+    news.iloc[: int(len(news) * 0.95)].to_csv(source, index=False)
+    event = (REPO / "strategies" / "news_event.py").as_posix()
+    extra = f'''
+[[backtest]]
+name = "event"
+module = "{event}"
+universe = "all"
+params = {{ column = "sentiment_mean", enter_above = 0.3, exit_below = -0.3, hold_sessions = 3 }}
+columns = ["sentiment_mean"]
+'''
+    config = write_config(tmp_path / "nightly", world, news=source.as_posix(), extra=extra)
+    first = run_nightly(config, scorer=LexiconScorer(), progress=False)
+    assert all("full run" in b["resume"] for b in first["backtests"])
+    news.to_csv(source, index=False)  # the night's news arrives
+    second = run_nightly(config, scorer=LexiconScorer(), progress=False)
+    assert second["status"] == "ok"
+    assert all("resumed" in b["resume"] for b in second["backtests"]), [b["resume"] for b in second["backtests"]]
+    fresh = run_nightly(config, scorer=LexiconScorer(), progress=False, out=tmp_path / "fresh")
+    assert all("full run" in b["resume"] for b in fresh["backtests"])
+    for b in ("topk", "event"):
+        for name in ("daily.csv", "orders.csv", "trades.csv", "summary.json"):
+            resumed = (Path(second["run_dir"]) / "backtests" / b / name).read_text(encoding="utf-8")
+            assert resumed == (Path(fresh["run_dir"]) / "backtests" / b / name).read_text(encoding="utf-8"), (b, name)
+        assert (Path(second["run_dir"]) / "backtests" / b / "orders.csv").read_text().count("\n") > 5  # it traded

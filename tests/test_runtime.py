@@ -45,6 +45,22 @@ def test_rows_follow_input_order_and_padding_changes_nothing(synth_bundle):
     np.testing.assert_allclose(reordered[FEATURES].to_numpy(float)[::-1], batched[FEATURES].to_numpy(float), rtol=1e-5, atol=1e-6)
 
 
+def test_token_budget_bounds_every_batch_and_changes_no_row(synth_bundle):
+    texts = texts_of([30, 2, 25, 1, 5, 28, 3, 7, 12, 40])
+    small = Scorer(synth_bundle, batch_size=8, batch_tokens=48)
+    shapes = []
+    run = small.session.run
+    small.session = types.SimpleNamespace(run=lambda out, feed: shapes.append(feed["input_ids"].shape) or run(out, feed),
+                                          get_outputs=small.session.get_outputs)
+    rows = small.score(texts)
+    # every batch fits 48 padded tokens unless one text alone is longer; short texts still share batches
+    assert all(b * s <= 48 or b == 1 for b, s in shapes) and max(b for b, _ in shapes) > 1
+    big = Scorer(synth_bundle, batch_size=8, batch_tokens=4096).score(texts)
+    np.testing.assert_allclose(rows[FEATURES].to_numpy(float), big[FEATURES].to_numpy(float), rtol=1e-5, atol=1e-6)
+    with pytest.raises(GptquantError, match="batch_tokens"):
+        Scorer(synth_bundle, batch_tokens=0)
+
+
 def test_features_match_the_per_token_outputs(synth_bundle):
     s = Scorer(synth_bundle)
     text = texts_of([6], seed=3)[0]

@@ -59,8 +59,7 @@ def _save(fig, folder: Path, name: str) -> str:
     buf = io.BytesIO()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*[Gg]lyph.*missing.*")
-        fig.set_layout_engine("tight")  # margins for the labels without bbox_inches="tight"'s second drawing pass
-        fig.savefig(buf, format="png", dpi=90)
+        fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
     _plt().close(fig)
     data = buf.getvalue()
     atomic_write_bytes(folder / "figures" / f"{name}.png", data)

@@ -2,7 +2,9 @@
 
 Paths in the config are relative to the config file. A strategy module with `initialize` runs through
 `trade()`; otherwise its `bt.Strategy` subclass runs through `run()`. `run_config` is the reusable part
-(a nightly runner or a parameter sweep calls it with overrides).
+(a nightly runner or a parameter sweep calls it with overrides; it also takes the bars and the panel as
+DataFrames). `[panel] columns` keeps only the panel columns a native strategy reads as lines;
+`[backtest] checkpoints = "file"` makes the run resumable (gptquant.backtest.resume).
 """
 from __future__ import annotations
 
