@@ -182,3 +182,47 @@ def test_state_that_cannot_be_saved_means_full_runs_not_wrong_ones(tmp_path):
     second = run_native(KeepsAFile, bars, panel, DAYS[-1], cp)
     assert "resumed" not in second.resume_note
     same(second, run_native(KeepsAFile, bars, panel, DAYS[-1]))
+
+
+class _Evil:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_a_tampered_or_foreign_checkpoint_is_not_loaded(tmp_path, monkeypatch):
+    import pickle
+
+    from gptquant.backtest import resume
+
+    monkeypatch.setenv("GPTQUANT_CACHE", str(tmp_path / "me"))
+    bars, panel = market()
+    cp = tmp_path / "cp.pkl"
+    full = run_topk(bars, panel, DAYS[-1])
+    run_topk(bars, panel, DAYS[-1], cp)
+    signed = cp.read_bytes()
+
+    cp.write_bytes(signed[:-1] + bytes([signed[-1] ^ 1]))  # one bit changed
+    tampered = run_topk(bars, panel, DAYS[-1], cp)
+    assert "not used" in tampered.resume_note and "signature" in tampered.resume_note
+    same(tampered, full)
+
+    monkeypatch.setenv("GPTQUANT_CACHE", str(tmp_path / "someone-else"))  # another user's key
+    cp.write_bytes(signed)
+    assert "signature" in run_topk(bars, panel, DAYS[-1], cp).resume_note
+
+    # even a correctly signed file may only name backtrader's, gptquant's and the strategy's classes
+    monkeypatch.setenv("GPTQUANT_CACHE", str(tmp_path / "me"))
+    data = pickle.loads(resume._verified(signed))
+    marker = tmp_path / "pwned"
+    last = max(data["saved"])
+    data["saved"][last] = (data["saved"][last][0], pickle.dumps(_Evil(marker)))
+    cp.write_bytes(resume._sign(pickle.dumps(data)))
+    refused = run_topk(bars, panel, DAYS[-1], cp)
+    assert "refused to load posix.system" in refused.resume_note or "refused to load os.system" in refused.resume_note
+    assert not marker.exists()
+    same(refused, full)

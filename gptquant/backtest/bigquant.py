@@ -74,7 +74,7 @@ def trade(instruments=None, start_date=None, end_date=None, initialize=None, han
                       panel=feature_columns(panel), prepare=prepare is not None)
     cerebro = make_cerebro(bars, panel, None, end_date, capital_base=capital_base, rules=rules, cheat_on_open=True,
                            record_from=start_date, panel_lines=False,
-                           checkpoints=checkpoints, key=key)
+                           checkpoints=checkpoints, key=key, strategy_modules=(getattr(initialize, "__module__", ""),))
     strategy = cerebro.checkpoints.wrap(_Callbacks) if cerebro.checkpoints else _Callbacks
     cerebro.addstrategy(strategy, ctx=ctx, initialize=initialize, handle_data=handle_data,
                         before_trading_start=before_trading_start, panel_at=panel_at)

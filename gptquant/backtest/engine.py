@@ -56,7 +56,8 @@ class Recorder(bt.Analyzer):
 
 def make_cerebro(bars: pd.DataFrame, panel: pd.DataFrame | None = None, start=None, end=None, *,
                  capital_base: float = 1e6, rules: Rules | None = None, cheat_on_open: bool = False,
-                 record_from=None, panel_lines: bool = True, checkpoints=None, key: str | None = None) -> bt.Cerebro:
+                 record_from=None, panel_lines: bool = True, checkpoints=None, key: str | None = None,
+                 strategy_modules: tuple = ()) -> bt.Cerebro:
     """A Cerebro with one feed per instrument (named by its code), the A-share broker and a Recorder.
 
     bars is `load_bars` output; panel is a (datetime, instrument) frame whose columns become lines
@@ -84,7 +85,7 @@ def make_cerebro(bars: pd.DataFrame, panel: pd.DataFrame | None = None, start=No
     cerebro.checkpoints = None
     if checkpoints is not None and key is not None:
         chain = session_chain(grid, aligned.block, aligned.names, cerebro.panel_arrays.rows())
-        cerebro.checkpoints = Checkpoints(checkpoints, key or "", chain)
+        cerebro.checkpoints = Checkpoints(checkpoints, key, chain, strategy_modules)
     return cerebro
 
 
@@ -106,7 +107,7 @@ def run(strategy, data=None, panel: pd.DataFrame | None = None, start=None, end=
                       capital_base=float(capital_base), start=str(pd.Timestamp(start).date()) if start is not None else None,
                       panel=feature_columns(panel))
     cerebro = make_cerebro(bars, panel, start, end, capital_base=capital_base, rules=rules,
-                           checkpoints=checkpoints, key=key)
+                           checkpoints=checkpoints, key=key, strategy_modules=(strategy.__module__,))
     cerebro.addstrategy(cerebro.checkpoints.wrap(strategy) if cerebro.checkpoints else strategy, **params)
     strat = cerebro.run()[0]
     if cerebro.checkpoints:

@@ -11,6 +11,11 @@ last checkpoint where they agree a full run would do exactly what was done befor
 there without calling the strategy, the state is restored and only the sessions after it run. The result
 equals a full run's (tests compare every frame). A strategy whose state holds something that cannot be
 saved (an open file, a line object that is not one of its attributes) runs in full, with a note saying why.
+
+Checkpoint files are pickles, so they are signed with this user's secret key (HMAC-SHA256, the key in
+$GPTQUANT_CACHE/checkpoint.key) and unpickled with an allowlist (classes of backtrader, gptquant and the
+strategy's module, plain data types): a file written by someone else or tampered with is not loaded and
+the run is a full run.
 """
 from __future__ import annotations
 
@@ -91,8 +96,8 @@ def run_key(**parts) -> str | None:
 class Checkpoints:
     """One backtest's checkpoint file: where to resume from, what to save, and the save/restore itself."""
 
-    def __init__(self, path, key: str, chain: list[str]):
-        self.path, self.key, self.chain = Path(path), key, chain
+    def __init__(self, path, key: str, chain: list[str], modules: tuple = ()):
+        self.path, self.key, self.chain, self.modules = Path(path), key, chain, tuple(modules)
         n = len(chain)
         self.save_at = {i for i in range(n) if i >= n - LAST or i % EVERY == EVERY - 1}
         self.saved: dict[int, tuple[str, bytes]] = {}
@@ -101,12 +106,18 @@ class Checkpoints:
         previous = self._read()
         if previous is None:
             return
+        self.note = "no checkpoints yet: full run"
         if previous.get("key") != key:
             self.note = "strategy, parameters, rules or start changed: full run"
             return
         for i in sorted(previous["saved"], reverse=True):
             link, blob = previous["saved"][i]
             if i < n and chain[i] == link:
+                try:
+                    _check(blob, self.modules)
+                except Exception as exc:
+                    self.note = f"checkpoint at session {i + 1} not used ({exc}): full run"
+                    return
                 self.resume_at, self._blob = i, blob
                 self.saved = {j: v for j, v in previous["saved"].items() if j <= i and j in self.save_at}
                 self.note = f"inputs unchanged through session {i + 1} of {n}: resumed there"
@@ -117,16 +128,17 @@ class Checkpoints:
         if not self.path.is_file():
             return None
         try:
-            data = pickle.loads(self.path.read_bytes())  # our own file, written by write() below
-        except Exception:
+            data = _loads(_verified(self.path.read_bytes()), self.modules)
+        except Exception as exc:  # unreadable or refused: this run is a full run and rewrites the file
+            self.note = f"checkpoint file {self.path} not used ({exc}): full run"
             return None
         return data if isinstance(data, dict) and data.get("format") == FORMAT else None
 
     def write(self) -> None:
         if self.saved:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_bytes(self.path, pickle.dumps({"format": FORMAT, "key": self.key, "saved": self.saved},
-                                                       protocol=pickle.HIGHEST_PROTOCOL))
+            atomic_write_bytes(self.path, _sign(pickle.dumps({"format": FORMAT, "key": self.key, "saved": self.saved},
+                                                             protocol=pickle.HIGHEST_PROTOCOL)))
 
     def wrap(self, strategy: type) -> type:
         """The strategy class with its sessions up to `resume_at` replaced by clock moves, and saves after."""
@@ -155,7 +167,7 @@ class Checkpoints:
             strat.advance(k) if strat._oldsync else strat.forward(size=k)
             j, dates = strat.lines.datetime.idx, strat.datas[0].lines.datetime.array
             strat.lines.datetime.array[j - k + 1:j + 1] = dates[cp.resume_at - k + 1:cp.resume_at + 1]
-            restore(strat, cp._blob, cp._objects(strat))
+            restore(strat, cp._blob, cp._objects(strat), cp.modules)
 
         return type(strategy.__name__, (strategy,), {"_oncepost": _oncepost, "_oncepost_open": _oncepost_open,
                                                      "__module__": strategy.__module__})
@@ -237,12 +249,13 @@ def capture(strat, names: dict | None = None) -> bytes:
     return buf.getvalue()
 
 
-def restore(strat, blob: bytes, objects: list | None = None) -> None:
-    """Put a captured state into a run whose clock stands at the captured session."""
+def restore(strat, blob: bytes, objects: list | None = None, modules: tuple = ()) -> None:
+    """Put a captured state into a run whose clock stands at the captured session (modules: where the
+    strategy's own classes live, allowed in the state besides backtrader's and gptquant's)."""
     global _LIVE
     _LIVE = dict(objects if objects is not None else _run_objects(strat))
     try:
-        state = pickle.loads(blob)
+        state = _loads(blob, modules or (type(strat).__module__,))
     finally:
         _LIVE = {}
     for target, attrs in ((strat, state["strategy"]), (strat.broker, state["broker"])):
@@ -254,6 +267,89 @@ def restore(strat, blob: bytes, objects: list | None = None) -> None:
     ctx = getattr(strat.params, "ctx", None)
     if ctx is not None:
         ctx._restore(state["context"])
+
+
+_SAFE_MODULES = ("backtrader.", "gptquant.", "collections", "datetime", "decimal", "fractions", "pandas._libs.")
+_SAFE_BUILTINS = {"int", "float", "complex", "bool", "str", "bytes", "bytearray", "list", "tuple", "dict", "set",
+                  "frozenset", "slice", "range", "object"}
+_SAFE_FUNCTIONS = {("copyreg", "_reconstructor"), ("gptquant.backtest.resume", "_live"), ("itertools", "count"),
+                   ("numpy._core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "scalar"),
+                   ("numpy.core.multiarray", "_reconstruct"), ("numpy.core.multiarray", "scalar"),
+                   ("numpy", "dtype"), ("numpy", "ndarray"),
+                   ("pandas._libs.tslibs.timestamps", "_unpickle_timestamp"),
+                   ("pandas._libs.tslibs.timedeltas", "_timedelta_unpickle")}
+
+
+class _SafeUnpickler(pickle.Unpickler):
+    """Second line of defence after the signature: only classes of backtrader, gptquant, the strategy's own
+    module and plain data types, and a few known rebuild functions, can be named in a checkpoint."""
+
+    def __init__(self, file, modules: tuple):
+        super().__init__(file)
+        self._modules = tuple(m for m in modules if m and m != "__main__")
+
+    def find_class(self, module, name):
+        if (module, name) in _SAFE_FUNCTIONS or (module == "builtins" and name in _SAFE_BUILTINS):
+            return super().find_class(module, name)
+        if module.startswith(_SAFE_MODULES) or module in self._modules:
+            found = super().find_class(module, name)
+            if isinstance(found, type):
+                return found
+        raise pickle.UnpicklingError(f"refused to load {module}.{name}")
+
+
+def _loads(data: bytes, modules: tuple = ()):
+    return _SafeUnpickler(io.BytesIO(data), modules).load()
+
+
+class _Echo(dict):
+    def __missing__(self, token):
+        return token
+
+
+def _check(blob: bytes, modules: tuple) -> None:
+    """Unpickle a saved state with the run's objects standing in as their names: refused content shows up
+    before the run, not in the middle of it."""
+    global _LIVE
+    _LIVE = _Echo()
+    try:
+        _loads(blob, modules)
+    finally:
+        _LIVE = {}
+
+
+def _signing_key() -> bytes:
+    """This user's secret for checkpoint signatures ($GPTQUANT_CACHE, default ~/.cache/gptquant, mode 0600):
+    a checkpoint written by someone else (a shared folder, a copied run) is not loaded."""
+    import os
+    import secrets
+
+    base = Path(os.environ.get("GPTQUANT_CACHE") or Path.home() / ".cache" / "gptquant")
+    path = base / "checkpoint.key"
+    if not path.is_file():
+        base.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(secrets.token_bytes(32))
+        except FileExistsError:  # another run made it first
+            pass
+    return path.read_bytes()
+
+
+def _sign(payload: bytes) -> bytes:
+    import hmac
+
+    return hmac.new(_signing_key(), payload, hashlib.sha256).digest() + payload
+
+
+def _verified(data: bytes) -> bytes:
+    import hmac
+
+    tag, payload = data[:32], data[32:]
+    if not hmac.compare_digest(tag, hmac.new(_signing_key(), payload, hashlib.sha256).digest()):
+        raise ValueError("signature does not match this user's key")
+    return payload
 
 
 def _peek(cls) -> int:
