@@ -52,18 +52,49 @@ def cjk_font() -> str | None:
     return None
 
 
-def _save(fig, folder: Path, name: str) -> str:
-    """Write figures/<name>.png atomically; return its base64 for inlining."""
+def _png(fig) -> bytes:
     import io
 
     buf = io.BytesIO()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*[Gg]lyph.*missing.*")
         fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    _plt().close(fig)
-    data = buf.getvalue()
-    atomic_write_bytes(folder / "figures" / f"{name}.png", data)
-    return base64.b64encode(data).decode("ascii")
+    return buf.getvalue()
+
+
+_PENDING: dict = {}  # name -> figure, read by the forked drawing processes
+
+
+def _png_of(name: str) -> bytes:
+    return _png(_PENDING[name])
+
+
+def _render(figures: dict, folder: Path) -> dict:
+    """Draw every figure to figures/<name>.png (written atomically); returns base64 PNGs for inlining.
+
+    Drawing is most of a report's time, so several figures are drawn in two forked processes."""
+    global _PENDING
+    import os
+
+    names = list(figures)
+    if len(names) > 1 and hasattr(os, "fork") and (os.cpu_count() or 1) > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        _PENDING = figures
+        try:
+            with ProcessPoolExecutor(max_workers=2, mp_context=multiprocessing.get_context("fork")) as pool:
+                pngs = dict(zip(names, pool.map(_png_of, names)))
+        finally:
+            _PENDING = {}
+    else:
+        pngs = {name: _png(fig) for name, fig in figures.items()}
+    out = {}
+    for name, fig in figures.items():
+        _plt().close(fig)
+        atomic_write_bytes(folder / "figures" / f"{name}.png", pngs[name])
+        out[name] = base64.b64encode(pngs[name]).decode("ascii")
+    return out
 
 
 def _img(b64: str | None, alt: str) -> str:
@@ -170,12 +201,12 @@ def write_report(folder, *, title: str, info: dict, analysis: dict | None, backt
                 ax.plot(c.index, c["benchmark"], label="benchmark", color="black", linewidth=1, linestyle="--")
                 bench_drawn = True
         ax.set_ylabel("growth of 1"), ax.grid(alpha=0.3), ax.legend()
-        imgs["equity"] = _save(fig, folder, "equity")
+        imgs["equity"] = fig
         fig, ax = plt.subplots(figsize=(9, 2.8))
         for n, c in curves.items():
             ax.fill_between(c.index, c["drawdown"], 0, alpha=0.35, label=n)
         ax.set_ylabel("drawdown"), ax.grid(alpha=0.3), ax.legend()
-        imgs["drawdown"] = _save(fig, folder, "drawdown")
+        imgs["drawdown"] = fig
 
     # factor analysis
     if analysis:
@@ -193,7 +224,7 @@ def write_report(folder, *, title: str, info: dict, analysis: dict | None, backt
             ax.plot(rk.index, rk.rolling(20, min_periods=5).mean(), color="black", label="20-session mean")
             ax.axhline(0, color="grey", linewidth=0.8)
             ax.set_ylabel(f"Rank IC ({first_h})"), ax.legend(), ax.grid(alpha=0.3)
-            imgs["ic_session"] = _save(fig, folder, "ic_session")
+            imgs["ic_session"] = fig
         decay = analysis.get("ic_decay", {})
         figs["ic_by_horizon"] = decay
         if decay.get("rank_ic"):
@@ -203,7 +234,7 @@ def write_report(folder, *, title: str, info: dict, analysis: dict | None, backt
                 ax.plot([int(h) for h in hs], [decay.get(kind, {}).get(h) for h in hs], marker="o", label=kind)
             ax.axhline(0, color="grey", linewidth=0.8)
             ax.set_xlabel("horizon (sessions)"), ax.set_ylabel("mean IC"), ax.legend(), ax.grid(alpha=0.3)
-            imgs["ic_horizon"] = _save(fig, folder, "ic_horizon")
+            imgs["ic_horizon"] = fig
         qret = analysis.get("quantile_returns", {})
         figs["quantile_returns"] = qret
         if qret:
@@ -215,7 +246,7 @@ def write_report(folder, *, title: str, info: dict, analysis: dict | None, backt
             for k, col in enumerate(frame.columns):
                 ax.bar(frame.index + (k - (len(frame.columns) - 1) / 2) * width, frame[col] * 1e4, width=width, label=col)
             ax.set_xlabel("quantile (1 = lowest)"), ax.set_ylabel("mean forward return (bp)"), ax.legend(), ax.grid(alpha=0.3)
-            imgs["quantiles"] = _save(fig, folder, "quantiles")
+            imgs["quantiles"] = fig
 
     # the feature over time and the latest headlines
     dist = feature_distribution(articles)
@@ -226,7 +257,7 @@ def write_report(folder, *, title: str, info: dict, analysis: dict | None, backt
         ax.fill_between(dist.index, dist["p10"], dist["p90"], alpha=0.3, label="10-90 %")
         ax.plot(dist.index, dist["median"], label="median")
         ax.set_ylabel(f"article {feature}"), ax.legend(), ax.grid(alpha=0.3)
-        imgs["distribution"] = _save(fig, folder, "distribution")
+        imgs["distribution"] = fig
     last, top, bottom = latest_headlines(articles)
     cut = lambda t: t if len(t) <= HEADLINE_CHARS else t[:HEADLINE_CHARS] + "…"  # noqa: E731
     figs["headlines"] = {"session": last.date().isoformat() if last is not None else None, "feature": feature,
@@ -235,6 +266,7 @@ def write_report(folder, *, title: str, info: dict, analysis: dict | None, backt
 
     atomic_write_text(folder / "figures.json", json.dumps(figs, ensure_ascii=False, indent=1, default=str) + "\n")
     path = folder / "report.html"
+    imgs = _render(imgs, folder)
     atomic_write_text(path, _html(title, info, notes, comparison, backtests, months, analysis, imgs, figs, feature))
     return path
 

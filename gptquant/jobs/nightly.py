@@ -295,26 +295,30 @@ def _window(news, rejects, start, end):
     return news[~out].reset_index(drop=True), rejects
 
 
-def load_bars_cached(source: Path, cache_dir: Path, volume_unit: str):
-    """load_bars of a price file, kept as Parquet keyed by the file's hash: parsing a large CSV every
-    night would cost more than the rest of an incremental run. Folders of bar files are read directly."""
+def load_bars_cached(source: Path, cache_dir: Path, volume_unit: str, start=None):
+    """load_bars of a price file (bars from `start` on), kept as Parquet keyed by the file's hash: parsing a
+    large CSV every night would cost more than the rest of an incremental run. Folders of bar files are
+    read directly."""
     import pandas as pd
 
     from ..features.panel import write_parquet
     from ..market.prices import load_bars
 
+    def since(bars):
+        return bars if start is None else bars[bars["datetime"] >= start].reset_index(drop=True)
+
     if not Path(source).is_file():
-        return load_bars(source, volume_unit=volume_unit)
+        return since(load_bars(source, volume_unit=volume_unit))
     stem = re.sub(r"\W", "_", Path(source).stem)
     cached = cache_dir / f"bars-{stem}-{_file_hash(Path(source))}-{volume_unit}.parquet"
-    if cached.is_file():
-        return pd.read_parquet(cached)
+    if cached.is_file():  # the filter is applied while reading, not on a copy of every bar
+        return pd.read_parquet(cached, filters=None if start is None else [("datetime", ">=", pd.Timestamp(start))])
     bars = load_bars(source, volume_unit=volume_unit)
     cache_dir.mkdir(parents=True, exist_ok=True)
     for old in cache_dir.glob(f"bars-{stem}-*-{volume_unit}.parquet"):
         old.unlink(missing_ok=True)  # keep only the latest version of this price file
     write_parquet(bars, cached)
-    return bars
+    return since(bars)
 
 
 def choose_column(panel, wanted: str = "auto") -> tuple[str, list[str]]:
@@ -431,8 +435,8 @@ def _run(config, paths, config_dir, fingerprint, hist, previous, scorer, progres
             first, last = days.min(), days.max()
             horizons = [int(h) for h in ac.get("horizons", (1, 5, 10))]
             pr = config["prices"]
-            bars = load_bars_cached(paths["bars"], paths["out"] / "cache", pr.get("volume_unit", "shares"))
-            bars = bars[bars["datetime"] >= first - pd.Timedelta(days=60)].reset_index(drop=True)
+            bars = load_bars_cached(paths["bars"], paths["out"] / "cache", pr.get("volume_unit", "shares"),
+                                    start=first - pd.Timedelta(days=60))
             bar_days = bars["datetime"].drop_duplicates().sort_values()
             last = min(last, bar_days.iloc[-1])  # the carried _ewm rows may run past the last bar
             if len(bar_days) > 1:  # returns (and the benchmark's) need the session before the first one
