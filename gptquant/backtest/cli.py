@@ -102,11 +102,13 @@ def run_config(config: dict, base: Path, overrides: dict | None = None):
     start, end = pd.Timestamp(bt_cfg["start"]), pd.Timestamp(bt_cfg["end"])
     panel_cfg = config.get("panel", {})
     lookback = int(panel_cfg.get("momentum", 0))
-    source = data["bars"] if isinstance(data["bars"], pd.DataFrame) else _path(base, data["bars"])
-    bars = load_bars(source, data.get("instruments"), start - timedelta(days=2 * lookback + 30), end,
-                     volume_unit=data.get("volume_unit", "shares"))
-    if "max_instruments" in data:
-        bars = _most_covered(bars, int(data["max_instruments"]), start, end)
+    bars = data["bars"] if isinstance(data["bars"], pd.DataFrame) else _path(base, data["bars"])
+    instruments, unit = data.get("instruments"), data.get("volume_unit", "shares")
+    if "max_instruments" in data or lookback:  # needs the bars here; otherwise the run loads them once itself
+        bars = load_bars(bars, instruments, start - timedelta(days=2 * lookback + 30), end, volume_unit=unit)
+        if "max_instruments" in data:
+            bars = _most_covered(bars, int(data["max_instruments"]), start, end)
+        instruments, unit = None, "shares"
     if "path" in panel_cfg and lookback:
         raise GptquantError("[panel]: give either path or momentum, not both")
     panel = None
@@ -131,15 +133,16 @@ def run_config(config: dict, base: Path, overrides: dict | None = None):
     if hasattr(module, "initialize"):
         from .bigquant import trade
 
-        return trade(None, start, end, module.initialize, getattr(module, "handle_data", None),
+        return trade(instruments, start, end, module.initialize, getattr(module, "handle_data", None),
                      getattr(module, "before_trading_start", None), getattr(module, "prepare", None),
                      order_price_field_buy=rules.order_price_field_buy, order_price_field_sell=rules.order_price_field_sell,
-                     volume_limit=rules.volume_limit, data=bars, options=params, rules=rules,
+                     volume_limit=rules.volume_limit, data=bars, options=params, rules=rules, volume_unit=unit,
                      panel_at=panel_cfg.get("panel_at", "open"), title=title, **common)
     from .engine import run
 
     strategy = _strategy_class(module, strat_cfg.get("class"))
-    result = run(strategy, data=bars, start=start, end=end, rules=rules, **common, **params)
+    result = run(strategy, data=bars, start=start, end=end, instruments=instruments, volume_unit=unit, rules=rules,
+                 **common, **params)
     result.title = title
     return result
 
