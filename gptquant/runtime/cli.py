@@ -112,7 +112,8 @@ def run_score(args) -> int:
     t0 = time.perf_counter()
     with tqdm(unit="art", desc="scoring", disable=None, file=sys.stderr) as bar, \
             open_engine(args.engine, bundle_dir=scorer.bundle_dir, bundle_hash=scorer.bundle_hash, workers=args.workers,
-                        threads=args.threads, batch_size=args.batch_size, address=args.address, scorer=scorer) as run:
+                        threads=args.threads, batch_size=args.batch_size, address=args.address, scorer=scorer,
+                        batch_tokens=args.batch_tokens) as run:
         for s, feats in run(parts(bar)):  # parts arrive as they finish; each is written atomically
             atomic_write(parts_dir / _part_name(s), lambda tmp: feats.to_parquet(tmp, index=False))
             scored += len(feats)

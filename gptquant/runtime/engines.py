@@ -48,12 +48,12 @@ def check_engine(kind: str, workers, address: str | None = None) -> None:
 
 @contextmanager
 def open_engine(kind: str = "local", *, bundle_dir, bundle_hash: str, workers: int = 1, threads: int | None = None,
-                batch_size: int = 32, address: str | None = None, scorer=None):
+                batch_size: int = 32, address: str | None = None, scorer=None, batch_tokens: int = 512):
     """An engine: a callable `map(parts)` taking (key, DataFrame[article_id, text]) pairs and yielding
     (key, features) as parts finish. `local` with one worker scores in this process (reusing `scorer`
     when given); more workers use a spawned process pool. `ray` uses one actor per worker."""
     check_engine(kind, workers, address)
-    spec = (str(bundle_dir), bundle_hash, worker_threads(threads, workers), batch_size)
+    spec = (str(bundle_dir), bundle_hash, worker_threads(threads, workers), batch_size, batch_tokens)
     if kind == "ray":
         with _ray_engine(spec, workers, address) as run:
             yield run
@@ -67,7 +67,8 @@ def open_engine(kind: str = "local", *, bundle_dir, bundle_hash: str, workers: i
 
 
 def score_articles(articles: pd.DataFrame, model, *, engine: str = "local", workers: int = 1, threads: int | None = None,
-                   batch_size: int = 32, part_size: int = 1024, address: str | None = None) -> pd.DataFrame:
+                   batch_size: int = 32, part_size: int = 1024, address: str | None = None,
+                   batch_tokens: int = 512) -> pd.DataFrame:
     """Python face of `gptquant score --engine`: features for `articles` (columns article_id, text, e.g. from
     read_news), one row per article in input order, whichever engine ran them."""
     from .scorer import load_model
@@ -84,12 +85,13 @@ def score_articles(articles: pd.DataFrame, model, *, engine: str = "local", work
     # One verified session here: exports a checkpoint if needed, gives the bundle id, and scores
     # in-process when there is one local worker.
     scorer = load_model(model, threads=worker_threads(threads, workers) if engine == "local" else threads,
-                        batch_size=batch_size)
+                        batch_size=batch_size, batch_tokens=batch_tokens)
     frame = articles[["article_id", "text"]]
     parts = [(s, frame.iloc[s: s + part_size]) for s in range(0, len(frame), part_size)]
     done = {}
     with open_engine(engine, bundle_dir=scorer.bundle_dir, bundle_hash=scorer.bundle_hash, workers=workers,
-                     threads=threads, batch_size=batch_size, address=address, scorer=scorer) as run:
+                     threads=threads, batch_size=batch_size, address=address, scorer=scorer,
+                     batch_tokens=batch_tokens) as run:
         for key, feats in run(parts):
             done[key] = feats
     if not parts:
@@ -111,11 +113,11 @@ def restore_order(article_ids: pd.Series, frames: list[pd.DataFrame]) -> pd.Data
 
 # ---- workers ------------------------------------------------------------------------------------
 
-def _open_scorer(bundle_dir: str, bundle_hash: str, threads, batch_size):
+def _open_scorer(bundle_dir: str, bundle_hash: str, threads, batch_size, batch_tokens=512):
     """A worker's one session, refusing a bundle that differs from the driver's (e.g. another copy on a node)."""
     from .scorer import Scorer
 
-    scorer = Scorer(bundle_dir, threads=threads, batch_size=batch_size)
+    scorer = Scorer(bundle_dir, threads=threads, batch_size=batch_size, batch_tokens=batch_tokens)
     if scorer.bundle_hash != bundle_hash:
         raise GptquantError(f"{bundle_dir}: this worker sees bundle {scorer.bundle_hash}, the driver {bundle_hash}")
     return scorer
