@@ -62,31 +62,17 @@ def _png(fig) -> bytes:
     return buf.getvalue()
 
 
-_PENDING: dict = {}  # name -> figure, read by the forked drawing processes
-
-
-def _png_of(name: str) -> bytes:
-    return _png(_PENDING[name])
-
-
 def _render(figures: dict, folder: Path) -> dict:
     """Draw every figure to figures/<name>.png (written atomically); returns base64 PNGs for inlining.
 
     Drawing is most of a report's time, so several figures are drawn in two forked processes."""
-    global _PENDING
     import os
 
-    names = list(figures)
-    if len(names) > 1 and hasattr(os, "fork") and (os.cpu_count() or 1) > 1:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
+    if len(figures) > 1 and hasattr(os, "fork") and (os.cpu_count() or 1) > 1:
+        from ..forked import ForkPool
 
-        _PENDING = figures
-        try:
-            with ProcessPoolExecutor(max_workers=2, mp_context=multiprocessing.get_context("fork")) as pool:
-                pngs = dict(zip(names, pool.map(_png_of, names)))
-        finally:
-            _PENDING = {}
+        with ForkPool(_png, figures, 2) as pool:
+            pngs = {name: future.result() for name, future in pool.futures.items()}
     else:
         pngs = {name: _png(fig) for name, fig in figures.items()}
     out = {}

@@ -47,7 +47,7 @@ def trade(instruments=None, start_date=None, end_date=None, initialize=None, han
     context.options (options_data is context.options["data"], as in BigQuant). checkpoints: a file that makes the run resumable (see gptquant.backtest.resume).
     """
     from .broker import Rules
-    from .engine import bars_for, benchmark_returns, collect, make_cerebro
+    from .engine import bars_for, benchmark_returns, collect, make_cerebro, run_cerebro
     from .feeds import feature_columns
 
     if initialize is None or not callable(initialize):
@@ -75,16 +75,10 @@ def trade(instruments=None, start_date=None, end_date=None, initialize=None, han
     cerebro = make_cerebro(bars, panel, None, end_date, capital_base=capital_base, rules=rules, cheat_on_open=True,
                            record_from=start_date, panel_lines=False,
                            checkpoints=checkpoints, key=key, strategy_modules=(getattr(initialize, "__module__", ""),))
-    strategy = cerebro.checkpoints.wrap(_Callbacks) if cerebro.checkpoints else _Callbacks
-    cerebro.addstrategy(strategy, ctx=ctx, initialize=initialize, handle_data=handle_data,
+    strat = run_cerebro(cerebro, _Callbacks, ctx=ctx, initialize=initialize, handle_data=handle_data,
                         before_trading_start=before_trading_start, panel_at=panel_at)
-    strat = cerebro.run()[0]
-    if cerebro.checkpoints:
-        cerebro.checkpoints.write()
     bench = benchmark_returns(benchmark, benchmark_data, strat, data_root)
-    result = collect(strat, capital_base, bench, benchmark, title or getattr(initialize, "__module__", "trade"))
-    result.resume_note = cerebro.checkpoints.note if cerebro.checkpoints else None
-    return result
+    return collect(strat, capital_base, bench, benchmark, title or getattr(initialize, "__module__", "trade"))
 
 
 def _commission_rules(commission) -> dict:

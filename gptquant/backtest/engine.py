@@ -37,7 +37,7 @@ class Recorder(bt.Analyzer):
         day = strat.datetime.date(0)
         if self._from is not None and day < self._from:
             return
-        broker = self.strategy.broker
+        broker = strat.broker
         held = sum(1 for p in broker.positions.values() if p.size)
         self.days.append((pd.Timestamp(day), broker.getvalue(), broker.getcash(), held))
 
@@ -108,14 +108,19 @@ def run(strategy, data=None, panel: pd.DataFrame | None = None, start=None, end=
                       panel=feature_columns(panel))
     cerebro = make_cerebro(bars, panel, start, end, capital_base=capital_base, rules=rules,
                            checkpoints=checkpoints, key=key, strategy_modules=(strategy.__module__,))
-    cerebro.addstrategy(cerebro.checkpoints.wrap(strategy) if cerebro.checkpoints else strategy, **params)
+    strat = run_cerebro(cerebro, strategy, **params)
+    return collect(strat, capital_base, benchmark_returns(benchmark, benchmark_data, strat, root),
+                   benchmark, title=strategy.__name__)
+
+
+def run_cerebro(cerebro: bt.Cerebro, strategy: type, **params):
+    """Add the strategy (wrapped to resume when the cerebro has checkpoints), run it, keep the checkpoints."""
+    cp = cerebro.checkpoints
+    cerebro.addstrategy(cp.wrap(strategy) if cp else strategy, **params)
     strat = cerebro.run()[0]
-    if cerebro.checkpoints:
-        cerebro.checkpoints.write()
-    result = collect(strat, capital_base, benchmark_returns(benchmark, benchmark_data, strat, root),
-                     benchmark, title=strategy.__name__)
-    result.resume_note = cerebro.checkpoints.note if cerebro.checkpoints else None
-    return result
+    if cp:
+        cp.write()
+    return strat
 
 
 def bars_for(data, instruments, start, end, *, volume_unit="shares", root=None, warmup: int = 1) -> pd.DataFrame:
@@ -170,5 +175,8 @@ def collect(strat, capital_base: float, bench: pd.Series | None, benchmark: str 
                                                      "price", "commission", "status", "reason", "ref"])
     trades = pd.DataFrame(rec.trades, columns=["instrument", "open_date", "close_date", "sessions_held",
                                                "entry_price", "pnl", "pnl_net"])
-    return BacktestResult(daily, orders, trades, capital_base=capital_base, benchmark=benchmark, title=title)
+    result = BacktestResult(daily, orders, trades, capital_base=capital_base, benchmark=benchmark, title=title)
+    checkpoints = getattr(strat.env, "checkpoints", None)
+    result.resume_note = checkpoints.note if checkpoints else None  # how much of the run was resumed, and why
+    return result
 

@@ -69,11 +69,6 @@ class Aligned:
     lines: list
     block: np.ndarray
 
-    def frames(self) -> dict[str, pd.DataFrame]:
-        """One DataFrame per instrument (for reading; the feeds take `feed_data`)."""
-        return {name: pd.DataFrame(self.block[:, j, :], index=self.grid, columns=self.lines)
-                for j, name in enumerate(self.names)}
-
     def feed_data(self) -> dict[str, tuple]:
         """What each feed preloads: (backtrader day numbers, line names, session x line values)."""
         days = self.grid.values.astype("datetime64[D]").astype(np.int64) + _EPOCH_ORDINAL
@@ -112,8 +107,9 @@ def align(bars: pd.DataFrame, grid: pd.DatetimeIndex, panel: pd.DataFrame | None
         out_cols[col] = np.where(traded, wide(col), np.nan)
     out_cols["suspended"] = (~traded).astype(float)
 
-    for col, values in panel_arrays(panel, grid, names).items():
-        out_cols[col] = values
+    features = PanelArrays(panel, grid, names)
+    for col in features:
+        out_cols[col] = features[col]
     block = np.stack([np.asarray(w, dtype=float) for w in out_cols.values()], axis=2)
     return Aligned(grid, names, list(out_cols), block)
 
@@ -146,12 +142,6 @@ class PanelArrays:
     def rows(self) -> pd.DataFrame:
         """The panel rows on the grid and the instruments, (datetime, instrument)-sorted: what the strategy can see."""
         return self._panel.sort_index() if self.columns else pd.DataFrame()
-
-
-def panel_arrays(panel: pd.DataFrame | None, grid: pd.DatetimeIndex, names: list[str]) -> dict[str, np.ndarray]:
-    """Each panel feature as a session x instrument float array on the grid (NaN where the panel has no row)."""
-    arrays = PanelArrays(panel, grid, names)
-    return {col: arrays[col] for col in arrays}
 
 
 class _Clock:

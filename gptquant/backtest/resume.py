@@ -106,7 +106,6 @@ class Checkpoints:
         previous = self._read()
         if previous is None:
             return
-        self.note = "no checkpoints yet: full run"
         if previous.get("key") != key:
             self.note = "strategy, parameters, rules or start changed: full run"
             return

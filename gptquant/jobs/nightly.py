@@ -524,26 +524,23 @@ class _Backtests:
     (resume = false in a [[backtest]] turns it off)."""
 
     def __init__(self, config, paths, panel, bars, column, first, last, checkpoints):
-        global _JOBS
-        self.entries, self.outcomes, self._futures, self._pool = config.get("backtest", []), {}, {}, None
+        self.entries, self.outcomes, self._pool = config.get("backtest", []), {}, None
         self._t0 = time.perf_counter()
         self.seconds = 0.0
-        jobs = {}
+        self.jobs = {}
         for b in self.entries:
             try:
-                jobs[b["name"]] = _backtest_config(b, config, paths, panel, bars, column, first, last, checkpoints)
+                cfg = _backtest_config(b, config, paths, panel, bars, column, first, last, checkpoints)
+                self.jobs[b["name"]] = (cfg, config["_path"].parent)
             except GptquantError as exc:
                 self.outcomes[b["name"]] = ("failed", None, 0.0, f"GptquantError: {exc}", traceback.format_exc())
-        workers = int(config.get("workers", min(len(jobs), os.cpu_count() or 1) or 1))
+        workers = int(config.get("workers", min(len(self.jobs), os.cpu_count() or 1) or 1))
         if workers < 1:
             raise GptquantError(f"workers must be >= 1, got {workers}")
-        _JOBS = {name: (cfg, config["_path"].parent) for name, cfg in jobs.items()}
-        if workers > 1 and len(jobs) > 1:
-            import multiprocessing
-            from concurrent.futures import ProcessPoolExecutor
+        if workers > 1 and len(self.jobs) > 1:
+            from ..forked import ForkPool
 
-            self._pool = ProcessPoolExecutor(max_workers=min(workers, len(jobs)), mp_context=multiprocessing.get_context("fork"))
-            self._futures = {name: self._pool.submit(_run_one, name) for name in jobs}
+            self._pool = ForkPool(_run_one, self.jobs, workers)
 
     def collect(self, run_dir) -> tuple[list[dict], dict]:
         import math
@@ -552,14 +549,14 @@ class _Backtests:
         if self._pool is None:  # run here, now: time them from here
             self._t0 = time.perf_counter()
         try:
-            for name in _JOBS:
-                if name in self._futures:
-                    try:
-                        self.outcomes[name] = self._futures[name].result()
-                    except BrokenProcessPool as exc:  # a worker died (killed, out of memory): that backtest failed
-                        self.outcomes[name] = ("failed", None, 0.0, f"worker process died: {exc}", traceback.format_exc())
-                else:
-                    self.outcomes[name] = _run_one(name)
+            for name, job in self.jobs.items():
+                if self._pool is None:
+                    self.outcomes[name] = _run_one(job)
+                    continue
+                try:
+                    self.outcomes[name] = self._pool.futures[name].result()
+                except BrokenProcessPool as exc:  # a worker died (killed, out of memory): that backtest failed
+                    self.outcomes[name] = ("failed", None, 0.0, f"worker process died: {exc}", traceback.format_exc())
         finally:
             self.close()
         self.seconds = round(time.perf_counter() - self._t0, 3)
@@ -586,11 +583,9 @@ class _Backtests:
         return rows, results
 
     def close(self):
-        global _JOBS
         if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool.close()
             self._pool = None
-        _JOBS = {}
 
 
 def _backtest_config(b, config, paths, panel, bars, column, first, last, checkpoints) -> dict:
@@ -620,14 +615,11 @@ def _backtest_config(b, config, paths, panel, bars, column, first, last, checkpo
             "rules": b.get("rules", {})}
 
 
-_JOBS: dict = {}  # name -> (config, base) for the forked workers, which inherit it instead of unpickling the data
-
-
-def _run_one(name: str):
-    """(status, result, seconds, error message, traceback) of one backtest; never raises."""
+def _run_one(job: tuple):
+    """(status, result, seconds, error message, traceback) of one backtest (config, base folder); never raises."""
     from ..backtest.cli import run_config
 
-    cfg, base = _JOBS[name]
+    cfg, base = job
     t0 = time.perf_counter()
     try:
         result = run_config(cfg, base)

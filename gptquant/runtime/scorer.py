@@ -218,10 +218,11 @@ class Scorer:
 
     def _run(self, ids: list[list[int]], outputs: list[str], reduce) -> np.ndarray:
         """Length-sorted batches through the session; `reduce(outputs, mask)` gives rows put back in order."""
-        order = np.argsort([len(s) for s in ids], kind="stable")
+        lengths = [len(s) for s in ids]
+        order = np.argsort(lengths, kind="stable")
         rows: list = [None] * len(ids)
         t0 = time.perf_counter()
-        for idx in self._batches([len(s) for s in ids], order):
+        for idx in self._batches(lengths, order):
             input_ids, mask, _ = pad_batch([ids[i] for i in idx], self.max_length, self.pad_id)
             result = dict(zip(outputs, self.session.run(outputs, {"input_ids": input_ids, "attention_mask": mask})))
             for r, row in zip(idx, reduce(result, mask)):
