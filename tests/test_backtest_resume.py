@@ -11,7 +11,7 @@ bt = pytest.importorskip("backtrader")
 from pathlib import Path  # noqa: E402
 
 from gptquant.backtest import trade  # noqa: E402
-from gptquant.backtest.cli import _load_module  # noqa: E402
+from gptquant.backtest.job import _load_module  # noqa: E402
 from gptquant.backtest.engine import run  # noqa: E402
 from gptquant.market.calendar import sessions  # noqa: E402
 

@@ -7,7 +7,7 @@ import pytest
 
 from gptquant.cli import main
 from gptquant.errors import GptquantError
-from gptquant.labels import market_labels
+from gptquant.features.labels import market_labels
 from gptquant.market.calendar import sessions
 
 DAYS = sessions("2023-03-01", "2023-03-31")[:10]  # Wed 1 Mar … Tue 14 Mar 2023

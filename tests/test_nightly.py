@@ -11,7 +11,7 @@ import pytest
 
 from gptquant.errors import GptquantError
 from gptquant.features.cache import text_key
-from gptquant.jobs.history import History, compare
+from gptquant.history import History, compare
 from gptquant.jobs.nightly import load_config, run_lock, run_nightly
 
 REPO = Path(__file__).resolve().parents[1]

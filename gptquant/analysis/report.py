@@ -158,7 +158,7 @@ def write_report(folder, *, title: str, info: dict, analysis: dict | None, backt
 
     backtests: dicts with name, status, summary, error and `result` (an object with .daily, or None).
     articles: one row per article with article_id, session, instruments, text and value (the feature).
-    comparison: rows of gptquant.jobs.history.compare.
+    comparison: rows of gptquant.history.compare.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

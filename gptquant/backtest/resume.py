@@ -84,12 +84,12 @@ def source_of(obj) -> str | None:
 
 def run_key(**parts) -> str | None:
     """What must be equal for two runs to share history: strategy source, parameters, rules, capital, start
-    (and this engine's version); None when the strategy's source is unknown."""
-    from .. import __version__
+    (and the installed gptquant's own code); None when the strategy's source is unknown."""
+    from ..codehash import package_hash
 
     if parts.get("strategy") is None:
         return None
-    parts["engine"] = (__version__, FORMAT)
+    parts["engine"] = (package_hash(), FORMAT)
     return hashlib.sha256(pickle.dumps(sorted((k, repr(v)) for k, v in parts.items()))).hexdigest()[:24]
 
 

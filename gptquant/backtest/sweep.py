@@ -7,7 +7,7 @@ values; the grid is their product, in the order written. Every swept parameter n
 raises becomes a row with status "failed" and its error — the others still run. Tasks go to a local
 process pool (one worker runs them in this process) or to Ray; Ray is imported only for `--engine ray`.
 The rows are gathered into `sweep_results.parquet` and recorded as one run in the SQLite run history
-(gptquant.jobs.history: one `runs` row named `sweep:<config>`, one `backtests` row per task).
+(gptquant.history: one `runs` row named `sweep:<config>`, one `backtests` row per task).
 """
 from __future__ import annotations
 
@@ -57,7 +57,7 @@ def task_name(task: int) -> str:
 def run_task(config: dict, base: str, task: int, params: dict, out_dir: str) -> dict:
     """One grid point: the backtest with `params` as overrides. Never raises for the strategy's or the
     data's errors: they become a failed row. The row is also written to `<out_dir>/task-NNNN.json`."""
-    from .cli import run_config
+    from .job import run_config
 
     t0 = time.perf_counter()
     row = {"task": task, "name": task_name(task), "params": params, "status": "ok", "error": None, "summary": None}
@@ -72,7 +72,7 @@ def run_task(config: dict, base: str, task: int, params: dict, out_dir: str) -> 
 
 
 def write_row(out_dir: Path, row: dict) -> None:
-    from ..bundle import atomic_write_text
+    from ..atomic import atomic_write_text
 
     atomic_write_text(out_dir / f"{row['name']}.json", json.dumps(row, ensure_ascii=False, indent=1) + "\n")
 
@@ -132,7 +132,7 @@ def run_sweep(config_path, out=None, *, engine: str = "local", workers: int | No
     summary metrics (NaN for failed tasks)."""
     from tqdm import tqdm
 
-    from .cli import _out_dir, load_config
+    from .job import load_config, out_dir
 
     path = Path(config_path)
     config = load_config(path)
@@ -144,7 +144,7 @@ def run_sweep(config_path, out=None, *, engine: str = "local", workers: int | No
         raise GptquantError(f"workers must be positive, got {workers}")
     if address and engine != "ray":
         raise GptquantError("--address applies only to --engine ray")
-    out = Path(out) if out else _out_dir(config, path).with_name(_out_dir(config, path).name + "_sweep")
+    out = Path(out) if out else out_dir(config, path).with_name(out_dir(config, path).name + "_sweep")
     out.mkdir(parents=True, exist_ok=True)
     for stale in out.glob("task-*.json"):  # rows of an earlier sweep in this folder would mix in
         stale.unlink()
@@ -193,7 +193,7 @@ def _table(rows: list[dict], names: list[str]):
 
 def _record(config, path: Path, out: Path, history, rows: dict, started: str, seconds: float, engine: str, workers: int):
     """One run in the history: status ok when every task succeeded, else failed."""
-    from ..jobs.history import History
+    from ..history import History
 
     failed = [r for r in rows.values() if r["status"] != "ok"]
     run = {"run_id": f"sweep-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}",

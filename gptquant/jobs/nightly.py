@@ -37,114 +37,55 @@ import traceback
 from contextlib import contextmanager
 from pathlib import Path
 
+from ..config import ANY, load_toml, resolve_path
 from ..errors import GptquantError
 
-SECTIONS = {
-    "": {"title", "root", "news", "prices", "model", "panel", "analysis", "backtest", "compare", "output", "workers"},
+SCHEMA = {
+    "title": ANY, "root": ANY, "workers": ANY, "compare": ANY,
     "news": {"sources", "source", "start", "end"},
     "prices": {"bars", "volume_unit", "benchmark", "benchmark_data"},
     "model": {"bundle", "threads", "batch_size", "batch_tokens", "cache"},
     "panel": {"cutoff", "halflife", "aggregates", "columns", "carry", "ai_score_max", "ai_weight", "start", "end"},
     "analysis": {"column", "horizons", "quantiles", "price", "min_assets"},
+    "backtest": [{"name", "module", "class", "params", "rules", "start", "end", "capital_base", "universe",
+                  "max_instruments", "panel_at", "columns", "resume"}],
     "output": {"dir", "history"},
 }
-BACKTEST_KEYS = {"name", "module", "class", "params", "rules", "start", "end", "capital_base", "universe",
-                 "max_instruments", "panel_at", "columns", "resume"}
 STAGES = ("load", "score", "panel", "analysis", "backtests", "report", "record")
-_ENV = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}")
 
 
 # ---- config ---------------------------------------------------------------------------------------
 
-def _expand(value, where: str):
-    """${VAR} / ${VAR:-default} in every string of the config; an unset VAR without default is an error."""
-    if isinstance(value, dict):
-        return {k: _expand(v, f"{where}.{k}" if where else k) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_expand(v, f"{where}[{i}]") for i, v in enumerate(value)]
-    if not isinstance(value, str):
-        return value
-
-    def sub(m):
-        name, default = m.group(1), m.group(2)
-        if name in os.environ and os.environ[name] != "":
-            return os.environ[name]
-        if default is None:
-            raise GptquantError(f"config {where}: environment variable {name} is not set (write ${{{name}:-default}} for a default)")
-        return default
-
-    return _ENV.sub(sub, value)
-
-
-def _merge(base: dict, extra: dict) -> dict:
-    out = dict(base)
-    for k, v in extra.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
-
-
 def load_config(path, overrides: dict | None = None) -> dict:
     """Read, check and expand a nightly config; `overrides` (same shape) are merged in before the checks.
     Adds `_path`, `_name` (file stem) and `_hash` (of the file's bytes and the overrides)."""
-    import tomllib
-
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-        config = tomllib.loads(raw.decode("utf-8"))
-    except FileNotFoundError:
-        raise GptquantError(f"{path}: no such config file") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise GptquantError(f"{path}: invalid TOML: {exc}") from None
-    if overrides:
-        config = _merge(config, overrides)
-        raw += json.dumps(overrides, sort_keys=True, default=str).encode()
-    unknown = [k for k in config if k not in SECTIONS[""]]
-    for section, keys in SECTIONS.items():
-        if section and isinstance(config.get(section), dict):
-            unknown += [f"{section}.{k}" for k in config[section] if k not in keys]
-    backtests = config.get("backtest", [])
-    if not isinstance(backtests, list):
-        raise GptquantError(f"{path}: write backtests as [[backtest]] tables")
+    config, digest = load_toml(path, SCHEMA, required=("model.bundle", "prices.bars"), overrides=overrides)
     names = []
-    for i, b in enumerate(backtests):
-        unknown += [f"backtest[{i}].{k}" for k in b if k not in BACKTEST_KEYS]
+    for i, b in enumerate(config.get("backtest", [])):
         for need in ("name", "module"):
             if need not in b:
                 raise GptquantError(f"{path}: backtest[{i}] needs a {need!r}")
         names.append(b["name"])
-    if unknown:
-        raise GptquantError(f"{path}: unknown config key(s): {', '.join(unknown)}")
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
         raise GptquantError(f"{path}: backtest name(s) used twice: {', '.join(dup)}")
-    for need in ("model.bundle", "prices.bars"):
-        section, key = need.split(".")
-        if key not in config.get(section, {}):
-            raise GptquantError(f"{path}: missing {need}")
     news = config.get("news", {})
     if not (news.get("sources") or news.get("source")):
         raise GptquantError(f"{path}: missing news.sources")
-    config = _expand(config, "")
-    config["_path"], config["_name"] = path.resolve(), path.stem
-    config["_hash"] = hashlib.sha256(raw).hexdigest()[:16]
+    config["_path"], config["_name"], config["_hash"] = path.resolve(), path.stem, digest
     return config
-
-
-def _resolve(base: Path, value) -> Path:
-    p = Path(str(value)).expanduser()
-    return p if p.is_absolute() else (base / p)
 
 
 def _paths(config: dict, out: str | None) -> dict:
     """Every path of the config made absolute."""
     here = config["_path"].parent
-    root = _resolve(here, config.get("root", "."))
+    root = resolve_path(here, config.get("root", "."))
     news = config["news"]
     sources = news.get("sources") or [news["source"]]
     sources = [sources] if isinstance(sources, str) else sources
     prices = config["prices"]
-    out_dir = Path(out) if out else _resolve(here, config.get("output", {}).get("dir", "runs"))
+    out_dir = Path(out) if out else resolve_path(here, config.get("output", {}).get("dir", "runs"))
     out_dir = out_dir.resolve()
     model = config["model"]
     cache = model.get("cache")
@@ -153,13 +94,13 @@ def _paths(config: dict, out: str | None) -> dict:
 
         cache_path = default_path()
     else:
-        cache_path = _resolve(out_dir, cache)
+        cache_path = resolve_path(out_dir, cache)
     return {
-        "root": root, "news": [_resolve(root, s) for s in sources], "bars": _resolve(root, prices["bars"]),
-        "benchmark_data": _resolve(root, prices["benchmark_data"]) if "benchmark_data" in prices else None,
-        "bundle": _resolve(root, model["bundle"]), "cache": cache_path, "out": out_dir,
-        "history": _resolve(out_dir, config.get("output", {}).get("history", "history.sqlite")),
-        "modules": {b["name"]: (str(_resolve(here, b["module"])) if str(b["module"]).endswith(".py") else b["module"])
+        "root": root, "news": [resolve_path(root, s) for s in sources], "bars": resolve_path(root, prices["bars"]),
+        "benchmark_data": resolve_path(root, prices["benchmark_data"]) if "benchmark_data" in prices else None,
+        "bundle": resolve_path(root, model["bundle"]), "cache": cache_path, "out": out_dir,
+        "history": resolve_path(out_dir, config.get("output", {}).get("history", "history.sqlite")),
+        "modules": {b["name"]: (str(resolve_path(here, b["module"])) if str(b["module"]).endswith(".py") else b["module"])
                     for b in config.get("backtest", [])},
     }
 
@@ -346,7 +287,7 @@ def run_nightly(config_path, out=None, force: bool = False, scorer=None, progres
     .bundle_hash), for tests and for callers that hold a loaded model. `overrides` are merged into the
     config (same shape), e.g. {"news": {"sources": [...]}}.
     """
-    from .history import History
+    from ..history import History
 
     config = load_config(config_path, overrides)
     paths = _paths(config, out)
@@ -378,7 +319,7 @@ def _run(config, paths, config_dir, fingerprint, hist, previous, scorer, progres
 
     from ..features.cache import ScoreCache, score_with_cache
     from ..features.panel import build_panel, write_parquet
-    from .history import compare
+    from ..history import compare
 
     run_id, run_dir = _new_run_dir(config_dir)
     started = time.strftime("%Y-%m-%dT%H:%M:%S")
@@ -516,7 +457,7 @@ def _article_view(feats, news, column: str, cutoff: str):
 
 
 class _Backtests:
-    """Every [[backtest]] through gptquant.backtest.cli.run_config; a failure is recorded, the others still run.
+    """Every [[backtest]] through gptquant.backtest.job.run_config; a failure is recorded, the others still run.
 
     They run side by side in `workers` forked processes, which inherit the loaded bars and panel, and start
     as soon as this object is made (collect() waits). Each keeps checkpoints (gptquant.backtest.resume) in
@@ -589,7 +530,7 @@ class _Backtests:
 
 
 def _backtest_config(b, config, paths, panel, bars, column, first, last, checkpoints) -> dict:
-    """A [[backtest]] entry as a gptquant.backtest.cli.run_config config (bars and panel passed as frames)."""
+    """A [[backtest]] entry as a gptquant.backtest.job.run_config config (bars and panel passed as frames)."""
     name, pr = b["name"], config["prices"]
     params = dict(b.get("params", {}))
     params.setdefault("column", column)
@@ -617,7 +558,7 @@ def _backtest_config(b, config, paths, panel, bars, column, first, last, checkpo
 
 def _run_one(job: tuple):
     """(status, result, seconds, error message, traceback) of one backtest (config, base folder); never raises."""
-    from ..backtest.cli import run_config
+    from ..backtest.job import run_config
 
     cfg, base = job
     t0 = time.perf_counter()

@@ -133,7 +133,7 @@ def _train_detector(args) -> int:
 
 
 def _label_market(args) -> int:
-    from .. import labels as L
+    from ..features import labels as L
     from ..market.prices import load_bars
 
     bars = load_bars(args.prices, volume_unit=args.volume_unit)

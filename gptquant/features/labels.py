@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .errors import GptquantError
+from ..errors import GptquantError
 
 LABELS = ("negative", "neutral", "positive")
 LABEL_COLUMNS = ["article_id", "row", "datetime", "instrument", "session", "exit_session", "stock_return",
@@ -21,7 +21,7 @@ LABEL_COLUMNS = ["article_id", "row", "datetime", "instrument", "session", "exit
 
 def _benchmark_bars(source, code: str) -> pd.DataFrame:
     """Benchmark open/close by date (an index file read with the bar loader; filtered to the code's digits)."""
-    from .market.prices import load_bars
+    from ..market.prices import load_bars
 
     bars = load_bars(source)
     digits = code.split(".")[0][:6]
@@ -36,9 +36,9 @@ def market_labels(news, bars, benchmark, *, benchmark_code: str = "000300.SH", h
     """(labels, rejects). `news`: a news table (path or DataFrame with datetime, text, instrument/codes);
     `bars`: daily bars (path or DataFrame, load_bars format); `benchmark`: index bars with open and close.
     excess = (close[exit] / open[entry] − 1) − same for the benchmark, exit = entry + horizon − 1 sessions."""
-    from .market.calendar import align_to_sessions
-    from .market.prices import load_bars
-    from .runtime.news import read_news
+    from ..market.calendar import align_to_sessions
+    from ..market.prices import load_bars
+    from ..runtime.news import read_news
 
     if horizon < 1:
         raise GptquantError(f"horizon must be >= 1 session, got {horizon}")

@@ -10,7 +10,7 @@ import json
 import math
 from pathlib import Path
 
-from ..sqlite_store import SqliteStore
+from .sqlite_store import SqliteStore
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
