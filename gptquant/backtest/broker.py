@@ -5,6 +5,12 @@ suspensions. This broker checks each order at its fill bar, fills it at the conf
 (open or close), shrinks it to what the rules allow (lots, volume cap, cash, sellable shares) and
 refuses it otherwise. Every order ends in `order_log` with what was asked, what was filled and why.
 An order the rules refuse is rejected for the day, not carried over (BigQuant does the same).
+
+Cash: by default (cash_policy "a_share") sells fill before buys at each price field and a buy cash cannot
+cover is cut to the lots it affords, judged at the fill. cash_policy "backtrader" is backtrader's own
+BackBroker: orders are checked against cash when submitted (at the creation price), fill in the order
+submitted and a buy cash cannot cover is rejected whole; with the other rules off the two engines then
+place and fill the same orders (tests/test_backtest_parity.py).
 """
 from __future__ import annotations
 
@@ -20,6 +26,7 @@ from ..errors import GptquantError
 # (first day, rate): 0.1 % on sells until 2023-08-27, 0.05 % from 2023-08-28
 STAMP_DUTY = ((date(1990, 1, 1), 0.001), (date(2023, 8, 28), 0.0005))
 PRICE_FIELDS = ("open", "close")
+CASH_POLICIES = ("a_share", "backtrader")
 
 
 @dataclass(frozen=True)
@@ -37,11 +44,14 @@ class Rules:
     min_commission: float = 5.0
     stamp_duty: tuple = STAMP_DUTY
     sell_cost: float | None = None  # BigQuant PerOrder sell_cost: replaces commission + stamp duty on sells
+    cash_policy: str = "a_share"  # or "backtrader": submission-time cash check, submission order, no cut-down
 
     def __post_init__(self):
         for name in ("order_price_field_buy", "order_price_field_sell"):
             if getattr(self, name) not in PRICE_FIELDS:
                 raise GptquantError(f"{name} must be 'open' or 'close', got {getattr(self, name)!r}")
+        if self.cash_policy not in CASH_POLICIES:
+            raise GptquantError(f"cash_policy must be one of {', '.join(CASH_POLICIES)}, got {self.cash_policy!r}")
         if self.volume_limit is not None and not 0 < self.volume_limit <= 1:
             raise GptquantError(f"volume_limit must be in (0, 1] or None, got {self.volume_limit}")
         if self.lot_size < 1:
@@ -108,7 +118,8 @@ class AShareBroker(bt.BackBroker):
 
     def __init__(self):
         super().__init__()
-        self.p.checksubmit = False  # cash is checked at the fill, against the fill price
+        self._a_share_cash = self.p.rules.cash_policy == "a_share"
+        self.p.checksubmit = not self._a_share_cash  # a_share: cash is checked at the fill, against the fill price
         self.p.filler = lambda order, price, ago: self._fill_size
         self._fill_size = 0
         self.order_log: list[dict] = []
@@ -128,7 +139,7 @@ class AShareBroker(bt.BackBroker):
         return (PRICE_FIELDS.index(field), order.isbuy())
 
     def next(self):
-        if len(self.pending) > 1:
+        if self._a_share_cash and len(self.pending) > 1:
             self.pending = deque(sorted(self.pending, key=self._sequence))
         super().next()
         self._forget_finished()
@@ -142,6 +153,15 @@ class AShareBroker(bt.BackBroker):
         for table in (self._ocol, self._ocos):
             for ref in [r for r in table if r not in self._pchildren]:
                 del table[ref]
+
+    def check_submitted(self):
+        """cash_policy "backtrader": an order refused at submission for cash is logged like any other."""
+        batch = [o for o in self.submitted]
+        super().check_submitted()
+        for order in batch:
+            if order.status == bt.Order.Margin:
+                self._log(order, bt.num2date(order.created.dt).date(), 0, math.nan, 0.0, "rejected",
+                          "insufficient cash at submission")
 
     # -- the rules
     def _try_exec(self, order):
@@ -173,7 +193,7 @@ class AShareBroker(bt.BackBroker):
             if size % lot:
                 notes.append(f"lot: {int(size)} rounded down to a multiple of {lot}")
                 size -= size % lot
-            affordable = self._affordable(size, price, data, day)
+            affordable = self._affordable(size, price, data, day) if self._a_share_cash else size
             if affordable < size:
                 notes.append(f"cash: {self.cash:.2f} buys {int(affordable)} of {int(size)} shares")
                 size = affordable
