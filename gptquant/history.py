@@ -7,9 +7,9 @@ at the history while a run writes it; each run is recorded in one transaction.
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
+from .jsonsafe import json_safe
 from .sqlite_store import SqliteStore
 
 _SCHEMA = """
@@ -42,19 +42,6 @@ CREATE TABLE IF NOT EXISTS backtests (
 """
 
 
-def _clean(obj):
-    """JSON-safe: NaN/inf -> None (SQLite JSON text must parse back)."""
-    if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if hasattr(obj, "item"):  # numpy scalar
-        return _clean(obj.item())
-    return obj
-
-
 class History(SqliteStore):
     """The run history of every nightly config sharing one SQLite file."""
 
@@ -69,15 +56,15 @@ class History(SqliteStore):
         (name, status, summary, error, seconds)."""
         cols = ("run_id", "config_name", "config_hash", "bundle_hash", "inputs_hash", "started", "seconds", "status",
                 "data_start", "data_end", "articles", "scored", "run_dir")
-        values = [run.get(c) for c in cols] + [json.dumps(_clean(run.get("timings", {}))),
-                                               json.dumps(_clean(run.get("analysis", {})), ensure_ascii=False)]
+        values = [run.get(c) for c in cols] + [json.dumps(json_safe(run.get("timings", {}))),
+                                               json.dumps(json_safe(run.get("analysis", {})), ensure_ascii=False)]
         self._db.execute("BEGIN IMMEDIATE")
         try:
             self._db.execute(f"INSERT INTO runs ({', '.join(cols)}, timings, analysis) VALUES ({', '.join('?' * (len(cols) + 2))})",
                              values)
             self._db.executemany(
                 "INSERT INTO backtests (run_id, name, status, summary, error, seconds) VALUES (?, ?, ?, ?, ?, ?)",
-                [(run["run_id"], b["name"], b["status"], json.dumps(_clean(b.get("summary"))), b.get("error"), b.get("seconds"))
+                [(run["run_id"], b["name"], b["status"], json.dumps(json_safe(b.get("summary"))), b.get("error"), b.get("seconds"))
                  for b in run.get("backtests", [])])
             self._db.execute("COMMIT")
         except BaseException:

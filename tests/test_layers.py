@@ -11,7 +11,7 @@ RANKS = {
     # 0: core infrastructure every layer may use (core modules may import each other, never in a circle)
     "gptquant.errors": (0, "core"), "gptquant.atomic": (0, "core"), "gptquant.text": (0, "core"),
     "gptquant.sqlite_store": (0, "core"), "gptquant.history": (0, "core"),
-    "gptquant.forked": (0, "core"), "gptquant.ray_session": (0, "core"), "gptquant.codehash": (0, "core"),
+    "gptquant.ray_session": (0, "core"), "gptquant.codehash": (0, "core"),
     "gptquant.config": (0, "core"), "gptquant.parallel": (0, "core"), "gptquant.tables": (0, "core"),
     "gptquant.jsonsafe": (0, "core"), "gptquant.paths": (0, "core"),
     # 1: the torch-free runtime (bundle.py and tokenize.py are its contract) and market data

@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 from ..errors import GptquantError
+from ..tables import read_table
 
 
 def configure(verb, parser):
@@ -31,8 +32,6 @@ def _horizons(text: str) -> list[int]:
 
 
 def run(args) -> int:
-    import pandas as pd
-
     from ..bundle import atomic_write_text
     from ..market.prices import load_bars
     from .factor import analyze
@@ -41,10 +40,7 @@ def run(args) -> int:
     out = Path(args.out)
     if not out.parent.is_dir():
         raise GptquantError(f"{out.parent}: output directory does not exist")
-    panel_path = Path(args.panel)
-    if not panel_path.is_file():
-        raise GptquantError(f"{panel_path}: panel file not found")
-    panel = pd.read_parquet(panel_path)
+    panel = read_table(args.panel, "panel", formats={".parquet", ".pq"})
     bars = load_bars(args.prices)  # all of them: panel instruments without bars are counted, not fatal
     result = analyze(panel, args.column, bars, horizons=horizons, quantiles=args.quantiles,
                      price=args.price, min_assets=args.min_assets)

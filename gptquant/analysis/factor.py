@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import GptquantError
+from ..jsonsafe import json_safe
 
 HORIZONS = (1, 5, 10)
 
@@ -275,7 +276,7 @@ def analyze(panel: pd.DataFrame, column: str, bars: pd.DataFrame, horizons=HORIZ
     ls = _spread(_quantile_means(data, cols, by_date=True), quantiles)
     turnover = factor_turnover(factor, q=quantiles, min_assets=min_assets)
     dates = used.index.get_level_values("date")
-    return _plain({
+    return json_safe({
         "column": column, "price": price, "horizons": cols, "quantiles": quantiles, "min_assets": min_assets,
         "coverage": {"panel_rows": len(factor), "rows_used": len(used), "sessions": dates.nunique(),
                      "instruments_without_prices": len(names.difference(fwd.index.unique("instrument"))),
@@ -289,26 +290,3 @@ def analyze(panel: pd.DataFrame, column: str, bars: pd.DataFrame, horizons=HORIZ
         "turnover": {"mean": turnover.mean().to_dict(), "by_session": {c: turnover[c].to_dict() for c in turnover.columns}},
         "ic_decay": {kind: decay[kind].to_dict() for kind in decay.columns},
     })
-
-
-def _plain(obj):
-    """Nested dicts/lists with str keys, floats (NaN -> None), ints and ISO dates only."""
-    if isinstance(obj, dict):
-        return {_key(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    if isinstance(obj, (pd.Timestamp, np.datetime64)):
-        return None if pd.isna(obj) else pd.Timestamp(obj).date().isoformat()
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
-
-
-def _key(k) -> str:
-    if isinstance(k, (pd.Timestamp, np.datetime64)):
-        return pd.Timestamp(k).date().isoformat()
-    if isinstance(k, np.generic):
-        k = k.item()
-    return str(k)

@@ -69,7 +69,7 @@ def _render(figures: dict, folder: Path) -> dict:
     import os
 
     if len(figures) > 1 and hasattr(os, "fork") and (os.cpu_count() or 1) > 1:
-        from ..forked import ForkPool
+        from ..parallel import ForkPool
 
         with ForkPool(_png, figures, 2) as pool:
             pngs = {name: future.result() for name, future in pool.futures.items()}
@@ -100,7 +100,9 @@ def _dates(index) -> list[str]:
 
 
 def _list(values) -> list:
-    return [None if v is None or not np.isfinite(v) else float(v) for v in np.asarray(values, dtype="float64")]
+    from ..jsonsafe import json_safe
+
+    return json_safe(np.asarray(values, dtype="float64").tolist())
 
 
 # ---- figure data (pure pandas, shared by the PNGs and figures.json) -----------------------------------

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ..config import ANY, load_toml, resolve_path
 from ..errors import GptquantError
+from ..tables import read_table
 
 SCHEMA = {
     "title": ANY, "sweep": ANY,
@@ -62,7 +63,7 @@ def run_config(config: dict, base: Path, overrides: dict | None = None):
     if isinstance(panel_cfg.get("path"), pd.DataFrame):
         panel = panel_cfg["path"]
     elif "path" in panel_cfg:
-        panel = pd.read_parquet(resolve_path(base, panel_cfg["path"]))
+        panel = read_table(resolve_path(base, panel_cfg["path"]), "panel", formats={".parquet", ".pq"})
     elif lookback:
         panel = momentum_panel(bars, lookback)
     if panel is not None and "columns" in panel_cfg:

@@ -123,8 +123,9 @@ capital {esc(_fmt(self.capital_base))}, benchmark {esc(self.benchmark or 'none')
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in self.summary.items()}
-        atomic_write_text(folder / "summary.json", json.dumps(clean, indent=2) + "\n")
+        from ..jsonsafe import json_safe
+
+        atomic_write_text(folder / "summary.json", json.dumps(json_safe(self.summary), indent=2) + "\n")
         for name in ("daily", "orders", "trades"):
             atomic_write_text(folder / f"{name}.csv", getattr(self, name).to_csv(index=(name == "daily")))
         if html:

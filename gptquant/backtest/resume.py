@@ -323,7 +323,9 @@ def _signing_key() -> bytes:
     import os
     import secrets
 
-    base = Path(os.environ.get("GPTQUANT_CACHE") or Path.home() / ".cache" / "gptquant")
+    from ..paths import cache_dir
+
+    base = cache_dir()
     path = base / "checkpoint.key"
     if not path.is_file():
         base.mkdir(parents=True, exist_ok=True)

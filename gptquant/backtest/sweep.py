@@ -14,16 +14,16 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import math
 import os
 import sys
 import time
 import uuid
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 
 from ..errors import GptquantError
 from ..atomic import atomic_write
+from ..jsonsafe import finite_floats
+from ..parallel import pool_map, ray_map
 from ..ray_session import ray_session
 
 SCALARS = (bool, int, float, str)
@@ -63,7 +63,7 @@ def run_task(config: dict, base: str, task: int, params: dict, out_dir: str) -> 
     row = {"task": task, "name": task_name(task), "params": params, "status": "ok", "error": None, "summary": None}
     try:
         result = run_config(config, Path(base), overrides=params)
-        row["summary"] = {k: (float(v) if math.isfinite(v) else None) for k, v in result.summary.items()}
+        row["summary"] = finite_floats(result.summary)
     except Exception as exc:  # one grid point's failure is a result, not the end of the sweep
         row.update(status="failed", error=f"{type(exc).__name__}: {exc}")
     row["seconds"] = round(time.perf_counter() - t0, 3)
@@ -79,26 +79,14 @@ def write_row(out_dir: Path, row: dict) -> None:
 
 # ---- engines --------------------------------------------------------------------------------------
 
+def _task(args: tuple) -> dict:
+    return run_task(*args)
+
+
 def _local(tasks, workers: int):
     """Yields (args, row or exception) as tasks finish. One worker runs them here; more use spawned processes
     (never forked: a strategy may hold threads or open files), at most two tasks queued per worker."""
-    if workers == 1:
-        for args in tasks:
-            yield args, run_task(*args)
-        return
-    import multiprocessing as mp
-
-    with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
-        todo, pending = iter(tasks), {}
-        while True:
-            while len(pending) < 2 * workers and (args := next(todo, None)) is not None:
-                pending[pool.submit(run_task, *args)] = args
-            if not pending:
-                return
-            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for f in finished:
-                args = pending.pop(f)
-                yield args, (f.exception() or f.result())
+    return pool_map(_task, tasks, workers)
 
 
 def _ray(tasks, workers: int, address: str | None):
@@ -106,19 +94,7 @@ def _ray(tasks, workers: int, address: str | None):
     `address`, else starts a local one for the sweep."""
     with ray_session(workers, address) as ray:
         remote = ray.remote(num_cpus=1, max_retries=0)(run_task)
-        todo, pending = iter(tasks), {}
-        while True:
-            while len(pending) < workers and (args := next(todo, None)) is not None:
-                pending[remote.remote(*args)] = args
-            if not pending:
-                return
-            finished, _ = ray.wait(list(pending), num_returns=1)
-            for ref in finished:
-                args = pending.pop(ref)
-                try:
-                    yield args, ray.get(ref)
-                except ray.exceptions.RayError as exc:  # the worker died or could not import the task
-                    yield args, exc
+        yield from ray_map(ray, lambda args: remote.remote(*args), tasks, workers)
 
 
 # ---- the sweep --------------------------------------------------------------------------------------

@@ -38,8 +38,9 @@ def default_path() -> Path:
 
     if os.environ.get(CACHE_PATH_ENV):
         return Path(os.environ[CACHE_PATH_ENV])
-    base = os.environ.get("GPTQUANT_CACHE")
-    return (Path(base) if base else Path.home() / ".cache" / "gptquant") / "scores.sqlite"
+    from ..paths import cache_dir
+
+    return cache_dir() / "scores.sqlite"
 
 
 def text_key(text: str) -> str:

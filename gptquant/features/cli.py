@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import GptquantError
+from ..tables import read_table
 
 
 def configure(verb, parser):
@@ -25,18 +26,6 @@ def configure(verb, parser):
     parser.set_defaults(func=run)
 
 
-def _read_table(path: Path):
-    import pandas as pd
-
-    if not path.is_file():
-        raise GptquantError(f"{path}: file not found")
-    if path.suffix.lower() in (".parquet", ".pq"):
-        return pd.read_parquet(path)
-    if path.suffix.lower() == ".csv":
-        return pd.read_csv(path)
-    raise GptquantError(f"{path}: unknown features format '{path.suffix}' (use .parquet or .csv)")
-
-
 def run(args) -> int:
     import pandas as pd
 
@@ -46,7 +35,7 @@ def run(args) -> int:
     out = Path(args.out)
     if not out.parent.is_dir():
         raise GptquantError(f"{out.parent}: output directory does not exist")
-    features = _read_table(Path(args.features))
+    features = read_table(args.features, "features", formats={".parquet", ".pq", ".csv"})
     news, news_rejects = read_news(args.news)
     split = lambda s: [x.strip() for x in s.split(",") if x.strip()] if s else None  # noqa: E731
     panel, rejects = build_panel(features, news, cutoff=args.cutoff, aggregates=split(args.aggregates), halflife=args.halflife,

@@ -479,13 +479,14 @@ class _Backtests:
         if workers < 1:
             raise GptquantError(f"workers must be >= 1, got {workers}")
         if workers > 1 and len(self.jobs) > 1:
-            from ..forked import ForkPool
+            from ..parallel import ForkPool
 
             self._pool = ForkPool(_run_one, self.jobs, workers)
 
     def collect(self, run_dir) -> tuple[list[dict], dict]:
-        import math
         from concurrent.futures.process import BrokenProcessPool
+
+        from ..jsonsafe import finite_floats
 
         if self._pool is None:  # run here, now: time them from here
             self._t0 = time.perf_counter()
@@ -508,7 +509,7 @@ class _Backtests:
             if status == "ok":
                 result.title = name
                 result.save(run_dir / "backtests" / name, html=False)  # the run's report.html shows every backtest
-                summary = {k: (None if isinstance(v, float) and not math.isfinite(v) else float(v)) for k, v in result.summary.items()}
+                summary = finite_floats(result.summary)
                 note = getattr(result, "resume_note", None)
                 rows.append({"name": name, "status": "ok", "summary": summary, "error": None, "seconds": seconds, "resume": note})
                 results[name] = result

@@ -8,12 +8,12 @@ the part's key and check the article ids. Ray is imported only inside the Ray en
 from __future__ import annotations
 
 import os
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from contextlib import contextmanager
 
 import pandas as pd
 
 from ..errors import GptquantError
+from ..parallel import bounded
 from ..ray_session import ray_session
 
 ENGINES = ("local", "ray")
@@ -138,22 +138,18 @@ def _pool_task(spec, item):
 @contextmanager
 def _pool_engine(spec, workers: int):
     """Spawned processes (not forked: ORT's thread pools do not survive a fork), at most 2 parts in
-    flight per worker so memory stays bounded however many parts there are."""
-    import multiprocessing as mp
+    flight per worker so memory stays bounded however many parts there are (gptquant.parallel)."""
+    from functools import partial
 
-    pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"))
+    from ..parallel import map_on, process_pool
+
+    pool = process_pool(workers)
 
     def run(parts):
-        parts = iter(parts)
-        pending = set()
-        while True:
-            while len(pending) < 2 * workers and (item := next(parts, None)) is not None:
-                pending.add(pool.submit(_pool_task, spec, item))
-            if not pending:
-                return
-            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for f in finished:
-                yield f.result()
+        for _, out in map_on(pool, partial(_pool_task, spec), parts, 2 * workers):
+            if isinstance(out, BaseException):
+                raise out
+            yield out
 
     try:
         yield run
@@ -184,23 +180,22 @@ def _ray_engine(spec, workers: int, address: str | None):
             """Bounded submission: a part is read from `parts` only when an actor is free, so a streamed
             input never piles up in the driver (ActorPool.map_unordered would queue it all)."""
             idle, busy = list(actors), {}
-            todo = iter(parts)
-            while True:
-                while idle and (item := next(todo, None)) is not None:
-                    a = idle.pop()
-                    busy[a.score.remote(item)] = a
-                if not busy:
-                    return
-                done, _ = ray.wait(list(busy), num_returns=1)
-                for ref in done:
-                    idle.append(busy.pop(ref))
-                    try:
-                        yield ray.get(ref)
-                    except ray.exceptions.RayError as exc:
-                        cause = getattr(exc, "cause", None)
-                        if isinstance(cause, GptquantError):
-                            raise GptquantError(str(cause)) from None
-                        raise GptquantError(f"a Ray scoring worker failed: {cause or exc}") from None
+
+            def submit(item):
+                a = idle.pop()
+                ref = a.score.remote(item)
+                busy[ref] = a
+                return ref
+
+            for _, ref in bounded(parts, submit, lambda refs: ray.wait(refs, num_returns=1)[0], workers):
+                idle.append(busy.pop(ref))
+                try:
+                    yield ray.get(ref)
+                except ray.exceptions.RayError as exc:
+                    cause = getattr(exc, "cause", None)
+                    if isinstance(cause, GptquantError):
+                        raise GptquantError(str(cause)) from None
+                    raise GptquantError(f"a Ray scoring worker failed: {cause or exc}") from None
 
         try:
             yield run
