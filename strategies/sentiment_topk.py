@@ -6,7 +6,13 @@ Run it with `gptquant backtest backtests/sentiment_topk.toml` or pass these func
 The ranking happens in before_trading_start: panel row D (news before D's 09:30) is known before
 D's open, so the orders fill at D's open. Names that are suspended or have no score are skipped;
 a name at limit-up at the open is refused by the broker and the cash waits for the next rebalance.
+
+VECTOR_FAMILY lets `gptquant backtest --sweep CONFIG --engine vector` replay it on arrays
+(gptquant.backtest.vector.top_k): change the logic below and that engine no longer matches (its sweep's
+cross-check against this code says so).
 """
+
+VECTOR_FAMILY = "top_k"
 
 
 def initialize(context):

@@ -13,7 +13,10 @@ def configure(verb, parser):
     parser.add_argument("--out", help="output folder (default: [output] dir, else backtest_out/<config name>)")
     sweep = parser.add_argument_group("parameter sweep (gptquant.backtest.sweep)")
     sweep.add_argument("--sweep", action="store_true", help="run the grid in the config's [sweep] table, one task per point")
-    sweep.add_argument("--engine", choices=("local", "ray"), default="local", help="local process pool (default) or Ray")
+    sweep.add_argument("--engine", choices=("local", "ray", "vector"), default="local",
+                       help="local process pool (default), Ray, or the vectorised top-K engine (gptquant.backtest.vector)")
+    sweep.add_argument("--check", choices=("sample", "all"), default="sample",
+                       help="vector engine: re-run the best, worst and median points (default) or all on the event engine")
     sweep.add_argument("--workers", type=int, default=None, help="parallel tasks (default: CPU count)")
     sweep.add_argument("--address", default=None, help="Ray cluster address (default: a running or new local Ray)")
     sweep.add_argument("--history", default=None, help="SQLite run history (default: <out>/history.sqlite)")
@@ -25,8 +28,9 @@ def main(args) -> int:
         from .sweep import main as sweep_main
 
         return sweep_main(args)
-    if getattr(args, "engine", "local") != "local" or any(getattr(args, k, None) for k in ("workers", "address", "history")):
-        raise GptquantError("--engine, --workers, --address and --history apply only with --sweep")
+    if getattr(args, "engine", "local") != "local" or any(getattr(args, k, None) for k in ("workers", "address", "history")) \
+            or getattr(args, "check", "sample") != "sample":
+        raise GptquantError("--engine, --check, --workers, --address and --history apply only with --sweep")
     path = Path(args.config)
     config = load_config(path)
     if "sweep" in config:

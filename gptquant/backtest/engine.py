@@ -141,7 +141,11 @@ def benchmark_returns(benchmark, benchmark_data, strat, root=None) -> pd.Series 
     """Benchmark daily returns on the recorded sessions; a missing session is an error, not a gap."""
     if not benchmark:
         return None
-    days = pd.DatetimeIndex([d for d, *_ in strat.analyzers.gptquant.days])
+    return benchmark_on(benchmark, benchmark_data, pd.DatetimeIndex([d for d, *_ in strat.analyzers.gptquant.days]), root)
+
+
+def benchmark_on(benchmark, benchmark_data, days: pd.DatetimeIndex, root=None) -> pd.Series | None:
+    """Benchmark daily returns on the given sessions (the vector engine's, or a run's recorded ones)."""
     if not len(days):
         return None
     source = benchmark_data if benchmark_data is not None else data_root(root) / "index"

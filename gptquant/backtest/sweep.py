@@ -100,7 +100,7 @@ def _ray(tasks, workers: int, address: str | None):
 # ---- the sweep --------------------------------------------------------------------------------------
 
 def run_sweep(config_path, out=None, *, engine: str = "local", workers: int | None = None, address: str | None = None,
-              history=None, progress: bool = True):
+              history=None, progress: bool = True, check: str = "sample"):
     """Run every grid point of CONFIG's [sweep]; returns the results table (one row per task, in grid order).
 
     Writes `<out>/task-NNNN.json` per task, `<out>/sweep_results.parquet`, and one run in the history
@@ -113,8 +113,8 @@ def run_sweep(config_path, out=None, *, engine: str = "local", workers: int | No
     path = Path(config_path)
     config = load_config(path)
     grid = expand_grid(config, path)
-    if engine not in ("local", "ray"):
-        raise GptquantError(f"engine must be local or ray, got {engine!r}")
+    if engine not in ("local", "ray", "vector"):
+        raise GptquantError(f"engine must be local, ray or vector, got {engine!r}")
     workers = workers or (os.cpu_count() or 1)
     if workers < 1:
         raise GptquantError(f"workers must be positive, got {workers}")
@@ -129,7 +129,12 @@ def run_sweep(config_path, out=None, *, engine: str = "local", workers: int | No
     tasks = [(config, base, i, params, str(out)) for i, params in enumerate(grid)]
     rows: dict[int, dict] = {}
     started, t0 = time.strftime("%Y-%m-%dT%H:%M:%S"), time.perf_counter()
-    mapped = _ray(tasks, workers, address) if engine == "ray" else _local(tasks, workers)
+    if engine == "vector":  # gptquant.backtest.vector_sweep: one process, a sample re-run on the event engine
+        from .vector_sweep import vector_rows
+
+        mapped = vector_rows(tasks, check)
+    else:
+        mapped = _ray(tasks, workers, address) if engine == "ray" else _local(tasks, workers)
     with tqdm(total=len(tasks), unit="task", desc="sweep", disable=None if progress else True, file=sys.stderr) as bar:
         for (_, _, i, params, _), row in mapped:
             if isinstance(row, BaseException):  # the worker itself was lost: still a row, never a gap
@@ -189,7 +194,7 @@ def _record(config, path: Path, out: Path, history, rows: dict, started: str, se
 def main(args) -> int:
     """CLI face: prints one line per failed task and the best rows; exit 1 when any task failed."""
     table = run_sweep(args.config, args.out, engine=args.engine, workers=args.workers, address=args.address,
-                      history=args.history)
+                      history=args.history, check=getattr(args, "check", "sample"))
     ok = table[table["status"] == "ok"]
     params = [c for c in table.columns if c.startswith("param_")]
     if len(ok):

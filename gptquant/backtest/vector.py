@@ -1,0 +1,232 @@
+"""A vectorised engine for the top-K family: the same decisions and A-share rules as the event engine, on numpy arrays.
+
+Why: a parameter sweep ran the whole event engine (backtrader, one Python call per line per bar) once per grid
+point. Here the bars are aligned once per sweep (the event engine's own `feeds.align`, so both see the same
+prices, limits and suspensions) and each point is one loop over sessions doing array work per rebalance.
+
+A strategy module opts in with `VECTOR_FAMILY = "top_k"` (strategies/sentiment_topk.py): before session D opens
+it ranks panel row D over the names it can trade, sells what left the top K, and orders every top name to
+(1 - cash_buffer) / K of the portfolio value at D-1's close, sized in lots from D-1's close. The fills follow
+broker.AShareBroker exactly: sells before buys at one price field (buys fill in rank order), refused when
+suspended or at the limit, capped by volume_limit, lots, T+1, a buy cut to the lots cash affords, commission
+with its minimum and stamp duty by date. The sweep (gptquant.backtest.sweep) re-runs a sample of the points on
+the event engine and refuses to report when they disagree (`crosscheck`).
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..errors import GptquantError
+from .broker import PRICE_FIELDS, Rules
+
+FAMILIES = ("top_k",)
+TOLERANCE = 1e-6  # relative difference in final value above which a sweep refuses to report
+
+
+@dataclass
+class Market:
+    """Session x instrument arrays on the event engine's grid; `first` is the first recorded session's row."""
+
+    days: pd.DatetimeIndex
+    names: list
+    open: np.ndarray
+    close: np.ndarray
+    volume: np.ndarray
+    suspended: np.ndarray
+    up_limit: np.ndarray
+    down_limit: np.ndarray
+    panel: object  # feeds.PanelArrays: column -> session x instrument
+    first: int
+
+    @classmethod
+    def build(cls, bars: pd.DataFrame, panel: pd.DataFrame | None, start, end) -> "Market":
+        """From `load_bars` output (with the sessions before start that `engine.bars_for` adds) and a panel."""
+        from .feeds import PanelArrays, align, session_grid
+
+        grid = session_grid(bars, None, end)
+        aligned = align(bars, grid, None)
+        line = {name: aligned.block[:, :, k] for k, name in enumerate(aligned.lines)}
+        first = int(grid.searchsorted(pd.Timestamp(start)))
+        if first >= len(grid):
+            raise GptquantError(f"no session from {pd.Timestamp(start).date()} in the bars")
+        return cls(grid, aligned.names, line["open"], line["close"], line["volume"], line["suspended"] > 0,
+                   line["up_limit"], line["down_limit"], PanelArrays(panel, grid, aligned.names), first)
+
+
+@dataclass
+class Outcome:
+    """What one run produced: recorded sessions' value, cash and traded value, and closed trades' net P&L."""
+
+    days: pd.DatetimeIndex
+    value: np.ndarray
+    cash: np.ndarray
+    traded: np.ndarray
+    trade_pnl: list
+
+    def result(self, capital: float, bench: pd.Series | None = None, benchmark: str | None = None, title="vector"):
+        """A BacktestResult (summary metrics computed as for the event engine; no per-order log)."""
+        from .result import BacktestResult
+
+        daily = pd.DataFrame({"portfolio_value": self.value, "cash": self.cash}, index=pd.Index(self.days, name="datetime"))
+        daily["positions_value"] = daily["portfolio_value"] - daily["cash"]
+        prev = daily["portfolio_value"].shift(1)
+        prev.iloc[0] = float(capital)
+        daily["returns"] = daily["portfolio_value"] / prev - 1
+        daily["traded_value"] = self.traded
+        daily["turnover"] = daily["traded_value"] / 2 / daily["portfolio_value"]
+        if bench is not None:
+            daily["benchmark_returns"] = bench.to_numpy()
+        trades = pd.DataFrame({"pnl_net": self.trade_pnl}, dtype=float)
+        orders = pd.DataFrame(columns=["created", "datetime", "instrument", "side", "requested", "filled", "price",
+                                       "commission", "status", "reason", "ref"])
+        return BacktestResult(daily, orders, trades, capital_base=capital, benchmark=benchmark, title=title)
+
+
+def top_k(m: Market, rules: Rules, capital: float, column: str = "sentiment", top_k: int = 10,
+          rebalance_every: int = 5, cash_buffer: float = 0.01) -> Outcome:
+    """strategies/sentiment_topk.py on the arrays (its options by name)."""
+    top_k, rebalance_every = int(top_k), int(rebalance_every)
+    if top_k < 1 or rebalance_every < 1:
+        raise GptquantError("top_k and rebalance_every must be >= 1")
+    if column not in m.panel:
+        raise GptquantError(f"panel column {column!r} not found (the panel has {', '.join(m.panel) or 'no columns'})")
+    score, weight = m.panel[column], (1 - float(cash_buffer)) / top_k
+    listed = m.close > 0  # NaN before an instrument's first bar
+    book = _Book(m, rules, capital)
+    for i in range(m.first, len(m.days)):
+        if (i - m.first) % rebalance_every == 0:
+            ok = ~m.suspended[i] & listed[i] & ~np.isnan(score[i])
+            cand = np.flatnonzero(ok)
+            top = cand[np.argsort(-score[i, cand], kind="stable")[:top_k]]  # ties: lower code first, as pick()
+            value = book.value(i - 1)
+            target = np.zeros(len(m.names))
+            price = m.close[i - 1, top] if i > 0 else np.full(len(top), np.nan)
+            known = price > 0  # without a known close the event engine logs "no price" and orders nothing
+            lot = rules.lot_size
+            target[top[known]] = np.floor(value * weight / price[known] / lot) * lot if value > 0 else 0.0
+            delta = target - book.shares
+            ordered = np.zeros(len(m.names), dtype=bool)
+            ordered[top[known]] = True
+            ordered |= (book.shares > 0) & (target == 0)
+            up = (delta > 0) & ordered
+            delta[up] -= delta[up] % lot
+            down = (delta < 0) & (target > 0) & ordered
+            delta[down] += (-delta[down]) % lot
+            delta[~ordered] = 0.0
+            rank = np.full(len(m.names), len(m.names))
+            rank[top] = np.arange(len(top))
+            book.fill(i, delta, rank)
+        book.close_day(i)
+    return book.outcome()
+
+
+class _Book:
+    """Cash, positions and the fill rules of broker.AShareBroker for market orders placed before an open."""
+
+    def __init__(self, m: Market, rules: Rules, capital: float):
+        from .broker import AShareCommission
+
+        if rules.cash_policy != "a_share":
+            raise GptquantError("the vector engine implements cash_policy 'a_share' only")
+        self.m, self.r = m, rules
+        self.cash = float(capital)
+        self.shares = np.zeros(len(m.names))
+        self.trade_cash = np.zeros(len(m.names))  # sells - buys - fees of each open round trip
+        ci = AShareCommission(stamp_duty=rules.stamp_duty)
+        self.stamp = np.array([ci.stamp_rate(d.date()) for d in m.days])
+        n = len(m.days) - m.first
+        self.values, self.cashes, self.traded = np.zeros(n), np.zeros(n), np.zeros(n)
+        self.trade_pnl: list[float] = []
+
+    def value(self, i: int) -> float:
+        """Cash plus positions at session i's close (backtrader's broker value when the strategy sizes)."""
+        if i < 0:
+            return self.cash
+        held = self.shares != 0
+        return self.cash + float(np.dot(self.shares[held], self.m.close[i, held]))
+
+    def fees(self, value, sell, i):
+        r = self.r
+        if sell and r.sell_cost is not None:
+            return np.maximum(value * r.sell_cost, r.min_commission)
+        fee = np.maximum(value * r.commission, r.min_commission)
+        return fee + value * self.stamp[i] if sell else fee
+
+    def fill(self, i: int, delta: np.ndarray, rank: np.ndarray) -> None:
+        """Fill the day's orders (delta: signed shares) at session i, in the broker's sequence."""
+        r, m = self.r, self.m
+        fields = {True: r.order_price_field_buy, False: r.order_price_field_sell}
+        bought = np.zeros(len(m.names))
+        for field_index, buy in sorted({(PRICE_FIELDS.index(fields[b]), b) for b in (True, False)}):
+            side = np.flatnonzero(delta > 0) if buy else np.flatnonzero(delta < 0)
+            if not len(side):
+                continue
+            price = (m.open if fields[buy] == "open" else m.close)[i, side]
+            ok = ~m.suspended[i, side] & (price > 0)
+            if r.price_limits:
+                with np.errstate(invalid="ignore"):
+                    if buy:
+                        ok &= ~(price >= m.up_limit[i, side] - r.limit_tolerance)
+                    else:
+                        ok &= ~(price <= m.down_limit[i, side] + r.limit_tolerance)
+            want = np.abs(delta[side])
+            cap = np.floor(m.volume[i, side] * r.volume_limit) if r.volume_limit else np.full(len(side), np.inf)
+            if buy:
+                size = np.minimum(want, cap)
+                size -= size % r.lot_size
+                size = np.where(ok, size, 0.0)
+                order = np.argsort(rank[side], kind="stable")
+                self._buy(i, side[order], price[order], size[order], bought)
+            else:
+                held = self.shares[side]
+                sellable = held - bought[side] if r.t_plus_1 else held
+                size = np.minimum(np.minimum(want, sellable), cap)
+                odd = (size < held) & (size % r.lot_size != 0)
+                size[odd] -= size[odd] % r.lot_size
+                size = np.where(ok & (held > 0), np.maximum(size, 0.0), 0.0)
+                proceeds = size * price
+                fee = np.where(size > 0, self.fees(proceeds, True, i), 0.0)
+                for j, s, v, f in zip(side, size, proceeds, fee):  # backtrader adds each fill to cash in turn
+                    if s > 0:
+                        self.cash += v - f
+                        self.trade_cash[j] += v - f
+                self.shares[side] -= size
+                self.traded[i - m.first] += proceeds.sum()
+                for j in side[(size > 0) & (self.shares[side] == 0)]:
+                    self.trade_pnl.append(float(self.trade_cash[j]))
+                    self.trade_cash[j] = 0.0
+
+    def _buy(self, i, names, price, size, bought):
+        """Buys in order, each cut to the whole lots the cash left affords (commission included)."""
+        r = self.r
+        for j, p, s in zip(names.tolist(), price.tolist(), size.tolist()):
+            if s <= 0:
+                continue
+            cost = s * p
+            fee = max(cost * r.commission, r.min_commission)
+            if cost + fee > self.cash:  # broker._affordable
+                n = min(math.floor(self.cash / (p * (1 + r.commission)) / r.lot_size) * r.lot_size, s)
+                while n > 0 and n * p + max(n * p * r.commission, r.min_commission) > self.cash:
+                    n -= r.lot_size
+                if n <= 0:
+                    continue
+                s, cost = n, n * p
+                fee = max(cost * r.commission, r.min_commission)
+            self.cash -= cost + fee
+            self.trade_cash[j] -= cost + fee
+            self.shares[j] += s
+            bought[j] += s
+            self.traded[i - self.m.first] += cost
+
+    def close_day(self, i: int) -> None:
+        k = i - self.m.first
+        self.values[k], self.cashes[k] = self.value(i), self.cash
+
+    def outcome(self) -> Outcome:
+        return Outcome(self.m.days[self.m.first:], self.values, self.cashes, self.traded, self.trade_pnl)

@@ -1,0 +1,124 @@
+"""`gptquant backtest --sweep CONFIG --engine vector`: every grid point on the vector engine, a sample judged by
+the event engine.
+
+The config's data, panel, rules and dates are loaded once for the whole grid (as `job.run_config` would load
+them for each point) and each point runs `vector.top_k`. Before anything is reported, the sampled points
+(default: best, worst and median final value; check="all": every point) run again on the event engine; a
+relative difference in final value above `vector.TOLERANCE` on any of them stops the sweep with an error.
+"""
+from __future__ import annotations
+
+import math
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pandas as pd
+
+from ..config import resolve_path
+from ..errors import GptquantError
+from .vector import FAMILIES, TOLERANCE, Market, top_k
+
+
+def prepare(config: dict, base: Path) -> dict:
+    """What every point shares: the Market, rules, capital, benchmark returns and the strategy's defaults."""
+    from ..market.prices import load_bars, momentum_panel
+    from .broker import Rules
+    from .engine import bars_for, benchmark_on
+    from .job import _load_module, _most_covered
+
+    data, bt_cfg, strat_cfg = config["data"], config["backtest"], config["strategy"]
+    module = _load_module(strat_cfg["module"], base)
+    family = getattr(module, "VECTOR_FAMILY", None)
+    if family not in FAMILIES:
+        raise GptquantError(f"{strat_cfg['module']}: the vector engine runs strategy modules that declare "
+                            f"VECTOR_FAMILY = one of {', '.join(FAMILIES)} (e.g. strategies/sentiment_topk.py); "
+                            f"use --engine local for this one")
+    start, end = pd.Timestamp(bt_cfg["start"]), pd.Timestamp(bt_cfg["end"])
+    panel_cfg = config.get("panel", {})
+    lookback = int(panel_cfg.get("momentum", 0))
+    bars = data["bars"] if isinstance(data["bars"], pd.DataFrame) else resolve_path(base, data["bars"])
+    instruments, unit = data.get("instruments"), data.get("volume_unit", "shares")
+    if "max_instruments" in data or lookback:
+        bars = load_bars(bars, instruments, start - timedelta(days=2 * lookback + 30), end, volume_unit=unit)
+        if "max_instruments" in data:
+            bars = _most_covered(bars, int(data["max_instruments"]), start, end)
+        instruments, unit = None, "shares"
+    if "path" in panel_cfg and lookback:
+        raise GptquantError("[panel]: give either path or momentum, not both")
+    panel = None
+    if isinstance(panel_cfg.get("path"), pd.DataFrame):
+        panel = panel_cfg["path"]
+    elif "path" in panel_cfg:
+        panel = pd.read_parquet(resolve_path(base, panel_cfg["path"]))
+    elif lookback:
+        panel = momentum_panel(bars, lookback)
+    if panel_cfg.get("panel_at", "open") != "open":
+        raise GptquantError("the vector engine reads the panel before the open (panel_at = 'open') only")
+    market = Market.build(bars_for(bars, instruments, start, end, volume_unit=unit), panel, start, end)
+    benchmark = data.get("benchmark", "000300.SH")
+    source = resolve_path(base, data["benchmark_data"]) if "benchmark_data" in data else None
+    bench = benchmark_on(benchmark, source, market.days[market.first:]) if benchmark else None
+    return {"market": market, "rules": Rules(**config.get("rules", {})), "family": family, "benchmark": benchmark,
+            "bench": bench, "capital": float(bt_cfg.get("capital_base", 1e6)),
+            "defaults": dict(strat_cfg.get("params", {}))}
+
+
+def run_point(shared: dict, params: dict):
+    """One grid point on the vector engine: a BacktestResult."""
+    options = {**shared["defaults"], **params}
+    outcome = top_k(shared["market"], shared["rules"], shared["capital"], **options)
+    return outcome.result(shared["capital"], shared["bench"], shared["benchmark"])
+
+
+def sample(rows: list[dict], check: str) -> list[dict]:
+    """The rows to judge: all, or the best, worst and median final value among the ok rows."""
+    ok = sorted((r for r in rows if r["status"] == "ok"), key=lambda r: (r["final_value"], r["task"]))
+    if check == "all" or len(ok) <= 3:
+        return ok
+    if check != "sample":
+        raise GptquantError(f"check must be 'sample' or 'all', got {check!r}")
+    return [ok[-1], ok[0], ok[(len(ok) - 1) // 2]]
+
+
+def crosscheck(config: dict, base: Path, rows: list[dict], check: str = "sample") -> None:
+    """Run the sampled points on the event engine; raise when any final value differs beyond TOLERANCE."""
+    from .job import run_config
+
+    bad = []
+    for row in sample(rows, check):
+        event = float(run_config(config, base, overrides=row["params"]).daily["portfolio_value"].iloc[-1])
+        row["event_final_value"] = event
+        row["relative_difference"] = abs(row["final_value"] / event - 1)
+        if not row["relative_difference"] <= TOLERANCE:
+            bad.append(f"{row['name']} {row['params']}: vector {row['final_value']:,.4f} vs event {event:,.4f}")
+    if bad:
+        raise GptquantError(f"the vector engine disagrees with the event engine beyond {TOLERANCE:g} relative in final "
+                            f"value; not reporting this sweep: " + "; ".join(bad))
+
+
+def vector_rows(tasks: list[tuple], check: str = "sample"):
+    """The sweep's engine "vector": yields (task args, row) like the other engines, after the cross-check."""
+    from .sweep import task_name, write_row
+
+    if not tasks:
+        return
+    config, base = tasks[0][0], Path(tasks[0][1])
+    shared = prepare(config, base)
+    rows = []
+    for args in tasks:
+        _, _, i, params, _ = args
+        t0 = time.perf_counter()
+        row = {"task": i, "name": task_name(i), "params": params, "status": "ok", "error": None, "summary": None}
+        try:
+            result = run_point(shared, params)
+            row["summary"] = {k: (float(v) if math.isfinite(v) else None) for k, v in result.summary.items()}
+            row["final_value"] = float(result.daily["portfolio_value"].iloc[-1])
+        except GptquantError as exc:  # a point's bad parameters are its own failure, as with the event engine
+            row.update(status="failed", error=f"{type(exc).__name__}: {exc}")
+        row["seconds"] = round(time.perf_counter() - t0, 4)
+        rows.append(row)
+    crosscheck(config, base, rows, check)
+    for args, row in zip(tasks, rows):
+        write_row(Path(args[4]), row)
+        yield args, row
