@@ -132,7 +132,7 @@ def run_sweep(config_path, out=None, *, engine: str = "local", workers: int | No
     if engine == "vector":  # gptquant.backtest.vector_sweep: one process, a sample re-run on the event engine
         from .vector_sweep import vector_rows
 
-        mapped = vector_rows(tasks, check)
+        mapped = vector_rows(tasks, check, task_name, write_row)
     else:
         mapped = _ray(tasks, workers, address) if engine == "ray" else _local(tasks, workers)
     with tqdm(total=len(tasks), unit="task", desc="sweep", disable=None if progress else True, file=sys.stderr) as bar:

@@ -97,10 +97,9 @@ def crosscheck(config: dict, base: Path, rows: list[dict], check: str = "sample"
                             f"value; not reporting this sweep: " + "; ".join(bad))
 
 
-def vector_rows(tasks: list[tuple], check: str = "sample"):
-    """The sweep's engine "vector": yields (task args, row) like the other engines, after the cross-check."""
-    from .sweep import task_name, write_row
-
+def vector_rows(tasks: list[tuple], check, task_name, write_row):
+    """The sweep's engine "vector": yields (task args, row) like the other engines, after the cross-check
+    (task_name and write_row are the sweep's, passed in so that the two modules do not import each other)."""
     if not tasks:
         return
     config, base = tasks[0][0], Path(tasks[0][1])
