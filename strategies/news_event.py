@@ -4,8 +4,13 @@ or on negative news.
 `next()` runs after session D closes and its orders fill at D+1's open, so row D of a panel built with
 the 15:00 cutoff (news up to D's close) enters at the first open after the news. With the default 09:30
 cutoff the entry is one session later than it could be, never earlier.
+
+VECTOR_FAMILY lets `gptquant backtest --sweep CONFIG --engine vector` replay it on arrays
+(gptquant.backtest.vector.news_event); its sweep's cross-check against this class says when they part.
 """
 import backtrader as bt
+
+VECTOR_FAMILY = "news_event"
 
 
 class NewsEvent(bt.Strategy):

@@ -97,6 +97,34 @@ def test_every_grid_point_equals_the_event_engine(project, sell):
         assert reasons.str.startswith(why).any() or reasons.str.contains(why).any(), why
 
 
+NEWS_EVENT = CONFIG.split("[strategy.params]")[0].replace('module = "strat.py"', 'module = "news_event.py"') + '''
+[strategy.params]
+column = "score"
+enter_above = 1.0
+weight = 0.3
+hold_sessions = 3
+[rules]
+volume_limit = 0.02
+[sweep]
+enter_above = [0.5, 1.0]
+hold_sessions = [1, 3]
+weight = [0.2, 0.5]
+'''
+
+
+def test_news_event_grid_equals_the_event_engine_at_every_point(project):
+    shutil.copy(REPO / "strategies" / "news_event.py", project / "news_event.py")
+    cfg = project / "news_event.toml"
+    cfg.write_text(NEWS_EVENT)
+    table = run_sweep(cfg, project / "out_news", engine="vector", check="all", progress=False)
+    assert len(table) == 8 and (table["status"] == "ok").all()
+    rows = [json.loads(p.read_text()) for p in sorted((project / "out_news").glob("task-*.json"))]
+    assert all(r["relative_difference"] <= 1e-6 for r in rows)
+    # exits on the clock, exits on the score, entries cut by the volume cap and cash, refusals: all covered
+    orders = run_config(load_config(cfg), project, overrides={"hold_sessions": 1, "weight": 0.5}).orders
+    assert {"filled", "partial", "rejected"} <= set(orders["status"])
+
+
 def test_a_sweep_whose_vector_run_disagrees_is_not_reported(project):
     strat = (REPO / "strategies" / "sentiment_topk.py").read_text()
     (project / "drifted.py").write_text(strat.replace("weight = (1 - context.cash_buffer) / context.top_k",

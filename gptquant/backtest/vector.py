@@ -1,4 +1,4 @@
-"""A vectorised engine for the top-K family: the same decisions and A-share rules as the event engine, on numpy arrays.
+"""A vectorised engine for the strategy families strategies/ ships: their decisions and the A-share rules on arrays.
 
 Why: a parameter sweep ran the whole event engine (backtrader, one Python call per line per bar) once per grid
 point. Here the bars are aligned once per sweep (the event engine's own `feeds.align`, so both see the same
@@ -9,7 +9,8 @@ it ranks panel row D over the names it can trade, sells what left the top K, and
 (1 - cash_buffer) / K of the portfolio value at D-1's close, sized in lots from D-1's close. The fills follow
 broker.AShareBroker exactly: sells before buys at one price field (buys fill in rank order), refused when
 suspended or at the limit, capped by volume_limit, lots, T+1, a buy cut to the lots cash affords, commission
-with its minimum and stamp duty by date. The sweep (gptquant.backtest.sweep) re-runs a sample of the points on
+with its minimum and stamp duty by date. `VECTOR_FAMILY = "news_event"` (strategies/news_event.py) is the
+threshold family: enter above a score, leave below one or after N sessions (`news_event`). The sweep (gptquant.backtest.sweep) re-runs a sample of the points on
 the event engine and refuses to report when they disagree (`crosscheck`).
 """
 from __future__ import annotations
@@ -25,7 +26,7 @@ import pandas as pd
 from ..errors import GptquantError
 from .broker import PRICE_FIELDS, Rules
 
-FAMILIES = ("top_k",)
+FAMILIES = ("top_k", "news_event")
 TOLERANCE = 1e-6  # relative difference in final value above which a sweep refuses to report
 
 
@@ -45,11 +46,12 @@ class Market:
     first: int
 
     @classmethod
-    def build(cls, bars: pd.DataFrame, panel: pd.DataFrame | None, start, end) -> "Market":
-        """From `load_bars` output (with the sessions before start that `engine.bars_for` adds) and a panel."""
+    def build(cls, bars: pd.DataFrame, panel: pd.DataFrame | None, start, end, from_start: bool = False) -> "Market":
+        """From `load_bars` output (with the sessions before start that `engine.bars_for` adds) and a panel.
+        The BigQuant face's grid keeps those sessions (from_start=False), the native face's starts at start."""
         from .feeds import PanelArrays, align, session_grid
 
-        grid = session_grid(bars, None, end)
+        grid = session_grid(bars, start if from_start else None, end)
         aligned = align(bars, grid, None)
         line = {name: aligned.block[:, :, k] for k, name in enumerate(aligned.lines)}
         first = int(grid.searchsorted(pd.Timestamp(start)))
@@ -126,6 +128,38 @@ def top_k(m: Market, rules: Rules, capital: float, column: str = "sentiment", to
     return book.outcome()
 
 
+def news_event(m: Market, rules: Rules, capital: float, column: str = "sentiment", enter_above: float = 0.5,
+               exit_below: float = -0.2, hold_sessions: int = 5, weight: float = 0.1) -> Outcome:
+    """strategies/news_event.py on the arrays: decided after session i's close, filled on i+1.
+
+    As there, the holding clock starts only when the entry filled in full (a cut entry exits on the score alone),
+    and an exit the rules refuse is asked again after the next close."""
+    if column not in m.panel:
+        raise GptquantError(f"panel column {column!r} not found (the panel has {', '.join(m.panel) or 'no columns'})")
+    score = m.panel[column]
+    book = _Book(m, rules, capital)
+    n = len(m.names)
+    entered = np.full(n, -1)  # len(strategy) when the entry was reported filled in full; -1: unknown
+    order, rank = np.zeros(n), np.arange(n)
+    for i in range(m.first, len(m.days)):
+        if order.any():
+            done = book.fill(i, order, rank)
+            entered[(order > 0) & (done == order)] = i + 1
+        entered[book.shares == 0] = -1
+        book.close_day(i)
+        held = book.shares > 0
+        with np.errstate(invalid="ignore"):
+            timed = held & (entered >= 0) & (i + 1 - entered >= hold_sessions)
+            leave = held & ((score[i] <= exit_below) | timed)
+            enter = ~held & (score[i] >= enter_above) & ~m.suspended[i] & (m.close[i] > 0)
+        order = np.zeros(n)
+        order[leave] = -book.shares[leave]
+        if enter.any():
+            shares = np.trunc(book.value(i) * weight / m.close[i, enter] / 100) * 100
+            order[enter] = shares
+    return book.outcome()
+
+
 class _Book:
     """Cash, positions and the fill rules of broker.AShareBroker for market orders placed before an open."""
 
@@ -158,11 +192,13 @@ class _Book:
         fee = np.maximum(value * r.commission, r.min_commission)
         return fee + value * self.stamp[i] if sell else fee
 
-    def fill(self, i: int, delta: np.ndarray, rank: np.ndarray) -> None:
-        """Fill the day's orders (delta: signed shares) at session i, in the broker's sequence."""
+    def fill(self, i: int, delta: np.ndarray, rank: np.ndarray) -> np.ndarray:
+        """Fill the day's orders (delta: signed shares) at session i in the broker's sequence (buys by rank);
+        returns the shares each order got (signed)."""
         r, m = self.r, self.m
         fields = {True: r.order_price_field_buy, False: r.order_price_field_sell}
         bought = np.zeros(len(m.names))
+        before = self.shares.copy()
         for field_index, buy in sorted({(PRICE_FIELDS.index(fields[b]), b) for b in (True, False)}):
             side = np.flatnonzero(delta > 0) if buy else np.flatnonzero(delta < 0)
             if not len(side):
@@ -201,6 +237,7 @@ class _Book:
                 for j in side[(size > 0) & (self.shares[side] == 0)]:
                     self.trade_pnl.append(float(self.trade_cash[j]))
                     self.trade_cash[j] = 0.0
+        return self.shares - before
 
     def _buy(self, i, names, price, size, bought):
         """Buys in order, each cut to the whole lots the cash left affords (commission included)."""

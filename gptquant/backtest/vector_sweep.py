@@ -17,7 +17,8 @@ import pandas as pd
 
 from ..config import resolve_path
 from ..errors import GptquantError
-from .vector import FAMILIES, TOLERANCE, Market, top_k
+from . import vector
+from .vector import FAMILIES, TOLERANCE, Market
 
 
 def prepare(config: dict, base: Path) -> dict:
@@ -53,21 +54,27 @@ def prepare(config: dict, base: Path) -> dict:
         panel = pd.read_parquet(resolve_path(base, panel_cfg["path"]))
     elif lookback:
         panel = momentum_panel(bars, lookback)
-    if panel_cfg.get("panel_at", "open") != "open":
-        raise GptquantError("the vector engine reads the panel before the open (panel_at = 'open') only")
-    market = Market.build(bars_for(bars, instruments, start, end, volume_unit=unit), panel, start, end)
+    defaults = dict(strat_cfg.get("params", {}))
+    native = not hasattr(module, "initialize")
+    if native:  # a bt.Strategy: its own param defaults; panel_at does not apply
+        from .job import _strategy_class
+
+        defaults = {**dict(_strategy_class(module, strat_cfg.get("class")).params._getitems()), **defaults}
+    elif panel_cfg.get("panel_at", "open") != "open":
+        raise GptquantError("the vector engine reads a BigQuant strategy's panel before the open (panel_at = 'open') only")
+    market = Market.build(bars_for(bars, instruments, start, end, volume_unit=unit), panel, start, end, from_start=native)
     benchmark = data.get("benchmark", "000300.SH")
     source = resolve_path(base, data["benchmark_data"]) if "benchmark_data" in data else None
     bench = benchmark_on(benchmark, source, market.days[market.first:]) if benchmark else None
     return {"market": market, "rules": Rules(**config.get("rules", {})), "family": family, "benchmark": benchmark,
             "bench": bench, "capital": float(bt_cfg.get("capital_base", 1e6)),
-            "defaults": dict(strat_cfg.get("params", {}))}
+            "defaults": defaults}
 
 
 def run_point(shared: dict, params: dict):
     """One grid point on the vector engine: a BacktestResult."""
     options = {**shared["defaults"], **params}
-    outcome = top_k(shared["market"], shared["rules"], shared["capital"], **options)
+    outcome = getattr(vector, shared["family"])(shared["market"], shared["rules"], shared["capital"], **options)
     return outcome.result(shared["capital"], shared["bench"], shared["benchmark"])
 
 
