@@ -24,7 +24,7 @@ VERBS = {
     "train": ("gptquant.lm.train_cli", "train heads: train sentiment | train detector"),
     "label": ("gptquant.lm.train_cli", "make training labels: label market"),
     "eval": ("gptquant.lm.train_cli", "evaluate heads: eval sentiment"),
-    "score": ("gptquant.runtime.cli", "score a news file with a bundle into article features"),
+    "score": ("gptquant.features.score_cli", "score a news file with a bundle into article features"),
     "model": ("gptquant.runtime.cli", "bundle tools: model pack | verify | info | upload"),
     "panel": ("gptquant.features.cli", "article features + news -> point-in-time daily panel"),
     "analyze": ("gptquant.analysis.cli", "factor analysis of a panel column against forward returns"),

@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 from gptquant.errors import GptquantError
-from gptquant.features.cache import ScoreCache, score_with_cache, text_key
+from gptquant.features.cache import ScoreCache, text_key
+from gptquant.features.pipeline import score_with_cache
 
 
 class CountingScorer:
@@ -68,7 +69,8 @@ def test_bad_text_is_named(tmp_path):
 WRITER = textwrap.dedent("""
     import sys, time
     import pandas as pd
-    from gptquant.features.cache import ScoreCache, score_with_cache
+    from gptquant.features.cache import ScoreCache
+    from gptquant.features.pipeline import score_with_cache
     path, tag, n, hang_after = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
     class Scorer:
         calls = 0

@@ -8,7 +8,8 @@ import pytest
 from conftest import demo_texts
 from gptquant.cli import main
 from gptquant.errors import GptquantError
-from gptquant.runtime.engines import open_engine, restore_order, score_articles
+from gptquant.features.pipeline import score_articles
+from gptquant.runtime.engines import open_engine, restore_order
 from gptquant.runtime.scorer import Scorer
 
 pytest.importorskip("torch")  # tiny_bundle is exported by the project's own torch code

@@ -7,7 +7,8 @@ import pytest
 from conftest import DATA, demo_texts
 from gptquant.cli import main
 from gptquant.errors import GptquantError
-from gptquant.runtime.engines import open_engine, score_articles
+from gptquant.features.pipeline import score_articles
+from gptquant.runtime.engines import open_engine
 from gptquant.runtime.scorer import Scorer
 
 pytest.importorskip("torch")  # tiny_bundle is exported by the project's own torch code

@@ -70,12 +70,18 @@ def session_chain(dates, block: np.ndarray, names: list[str], panel=None) -> lis
 
 
 def source_of(obj) -> str | None:
-    """The text of the module that defines a strategy class or callback (its behaviour is part of the key);
-    None when it cannot be read (then the run cannot be resumed safely)."""
+    """The code a strategy class or callback runs (part of the key): a hash of the source of the module that
+    defines it and of every project module that module imports, transitively (gptquant.codehash), so
+    editing a helper module forces a full run; None when it cannot be read (then no resume)."""
     import inspect
     import sys
 
+    from ..codehash import sources_hash
+
     module = sys.modules.get(getattr(obj, "__module__", ""), None)
+    path = getattr(module, "__file__", None)
+    if path and Path(path).is_file():
+        return sources_hash(path)
     try:
         return inspect.getsource(module) if module is not None else inspect.getsource(obj)
     except (OSError, TypeError):
@@ -83,8 +89,10 @@ def source_of(obj) -> str | None:
 
 
 def run_key(**parts) -> str | None:
-    """What must be equal for two runs to share history: strategy source, parameters, rules, capital, start
-    (and the installed gptquant's own code); None when the strategy's source is unknown."""
+    """What must be equal for two runs to share history: strategy source (with the project modules it
+    imports), parameters, rules, capital, start and the installed gptquant's own code; None when the
+    strategy's source is unknown. Prices, panel and bundle are in the session chain: a change there
+    resumes from the last session before it, never from a stale one."""
     from ..codehash import package_hash
 
     if parts.get("strategy") is None:

@@ -15,7 +15,8 @@ Config (TOML; strings may use ${VAR} and ${VAR:-default}):
                 are not scored; they go to news_rejects.csv with the reason)
     [prices]    bars, volume_unit ("shares"|"lots"), benchmark ("000300.SH"), benchmark_data
     [model]     bundle (a bundle or a checkpoint folder), threads, batch_size, batch_tokens, cache (SQLite; default: the
-                GPTQUANT_SCORE_CACHE setting, relative paths are under the output folder)
+                GPTQUANT_SCORE_CACHE setting, relative paths are under the output folder), engine ("local"|"ray"),
+                workers (scoring workers, default 1), address (Ray)
     [panel]     cutoff, halflife, aggregates, columns, carry, ai_score_max, ai_weight, start, end
     [analysis]  column ("auto": sentiment_ewm when the bundle has a sentiment head, else nll_mean_ewm),
                 horizons, quantiles, price, min_assets
@@ -44,7 +45,7 @@ SCHEMA = {
     "title": ANY, "root": ANY, "workers": ANY, "compare": ANY,
     "news": {"sources", "source", "start", "end"},
     "prices": {"bars", "volume_unit", "benchmark", "benchmark_data"},
-    "model": {"bundle", "threads", "batch_size", "batch_tokens", "cache"},
+    "model": {"bundle", "threads", "batch_size", "batch_tokens", "cache", "engine", "workers", "address"},
     "panel": {"cutoff", "halflife", "aggregates", "columns", "carry", "ai_score_max", "ai_weight", "start", "end"},
     "analysis": {"column", "horizons", "quantiles", "price", "min_assets"},
     "backtest": [{"name", "module", "class", "params", "rules", "start", "end", "capital_base", "universe",
@@ -52,6 +53,7 @@ SCHEMA = {
     "output": {"dir", "history"},
 }
 STAGES = ("load", "score", "panel", "analysis", "backtests", "report", "record")
+SCORE_PART = 256  # articles per scoring part: the cache keeps every finished part if the run is killed
 
 
 # ---- config ---------------------------------------------------------------------------------------
@@ -112,13 +114,19 @@ def _file_hash(path: Path) -> str:
 
 
 def inputs_hash(config: dict, paths: dict) -> str:
-    """One hash of everything a run reads: the config, news, prices, model files and strategy modules."""
+    """One hash of everything a run reads: the config, news, prices, model files, the strategy modules with
+    the project modules they import, and the installed gptquant's own code."""
+    from ..codehash import module_file, package_hash, sources_hash
+
     h = hashlib.sha256(config["_hash"].encode())
+    h.update(f"gptquant:{package_hash()}\n".encode())
+    for name, module in sorted(paths["modules"].items()):
+        found = module_file(str(module), config["_path"].parent)
+        h.update(f"{name}:{sources_hash(found) if found else 'missing'}\n".encode())
     files = [*paths["news"], paths["bars"], paths["benchmark_data"]]
-    files += [Path(m) for m in paths["modules"].values() if str(m).endswith(".py")]
     bundle = paths["bundle"]
     if bundle.is_dir():
-        files += sorted(p for p in bundle.iterdir() if p.is_file() and not p.name.startswith("."))
+        files += sorted(p for p in bundle.iterdir() if p.is_file())
     for f in files:
         if f is None:
             continue
@@ -157,18 +165,6 @@ def run_lock(path: Path, what: str):
 
 
 # ---- the run ----------------------------------------------------------------------------------------
-
-class _Counting:
-    """Wraps a scorer to count the texts actually scored (cache misses)."""
-
-    def __init__(self, scorer):
-        self.scorer, self.texts = scorer, 0
-
-    def score(self, texts):
-        texts = list(texts)
-        self.texts += len(texts)
-        return self.scorer.score(texts)
-
 
 def _atomic_json(path: Path, obj) -> None:
     from ..bundle import atomic_write_text
@@ -317,7 +313,8 @@ def _stage(timings: dict, name: str):
 def _run(config, paths, config_dir, fingerprint, hist, previous, scorer, progress) -> dict:
     import pandas as pd
 
-    from ..features.cache import ScoreCache, score_with_cache
+    from ..features.cache import ScoreCache
+    from ..features.pipeline import Counts, score_articles
     from ..features.panel import build_panel, write_parquet
     from ..history import compare
 
@@ -340,20 +337,22 @@ def _run(config, paths, config_dir, fingerprint, hist, previous, scorer, progres
             record.update(articles=len(news), data_start=str(news["datetime"].min()), data_end=str(news["datetime"].max()))
         stage = "score"
         with _stage(timings, "score"):
+            mcfg = config["model"]
+            sizes = dict(threads=mcfg.get("threads"), batch_size=int(mcfg.get("batch_size", 32)),
+                         batch_tokens=int(mcfg.get("batch_tokens", 512)))
             if scorer is None:
                 from ..runtime import load_model
 
-                mcfg = config["model"]
-                scorer = load_model(paths["bundle"], threads=mcfg.get("threads"), batch_size=int(mcfg.get("batch_size", 32)),
-                                    batch_tokens=int(mcfg.get("batch_tokens", 512)))
-            counting = _Counting(scorer)
+                scorer = load_model(paths["bundle"], **sizes)
+            counts = Counts()
             paths["cache"].parent.mkdir(parents=True, exist_ok=True)
             with ScoreCache(paths["cache"]) as cache:
-                feats = score_with_cache(counting, news["text"], cache, scorer.bundle_hash, progress=progress)
-            feats.insert(0, "article_id", news["article_id"].to_numpy())
+                feats = score_articles(news, scorer=scorer, cache=cache, counts=counts, part_size=SCORE_PART,
+                                       engine=mcfg.get("engine", "local"), workers=int(mcfg.get("workers", 1)),
+                                       address=mcfg.get("address"), progress=progress, **sizes)
             write_parquet(feats, run_dir / "features.parquet")
-            record.update(bundle_hash=scorer.bundle_hash, scored=counting.texts)
-            print(f"[nightly] scored {counting.texts} new text(s) of {len(news)} article(s); the rest came from the cache")
+            record.update(bundle_hash=scorer.bundle_hash, scored=counts.scored)
+            print(f"[nightly] scored {counts.scored} new text(s) of {len(news)} article(s); the rest came from the cache")
         stage = "panel"
         with _stage(timings, "panel"):
             pc = config.get("panel", {})

@@ -20,9 +20,15 @@ ENGINES = ("local", "ray")
 
 
 def score_part(scorer, part: pd.DataFrame) -> pd.DataFrame:
-    """The pure batch function: (article_id, text) rows -> article_id + feature columns, same order."""
-    chunks = list(scorer.score_batches(part["text"].tolist(), chunk_size=scorer.batch_size * 4))
-    feats = pd.concat(chunks, ignore_index=True) if chunks else scorer._empty()
+    """The pure batch function: (article_id, text) rows -> article_id + feature columns, same order.
+    `scorer` is a Scorer, or in this process anything with .score(texts) (a stand-in model in tests)."""
+    texts = part["text"].tolist()
+    if hasattr(scorer, "score_batches"):
+        chunks = list(scorer.score_batches(texts, chunk_size=scorer.batch_size * 4))
+        feats = pd.concat(chunks, ignore_index=True) if chunks else scorer._empty()
+    else:
+        feats = scorer.score(texts) if texts else pd.DataFrame(index=range(0))
+        feats = feats.drop(columns=[c for c in ("article_id", "text") if c in feats.columns]).reset_index(drop=True)
     feats.insert(0, "article_id", part["article_id"].to_numpy())
     return feats
 
@@ -64,39 +70,6 @@ def open_engine(kind: str = "local", *, bundle_dir, bundle_hash: str, workers: i
     else:
         with _pool_engine(spec, workers) as run:
             yield run
-
-
-def score_articles(articles: pd.DataFrame, model, *, engine: str = "local", workers: int = 1, threads: int | None = None,
-                   batch_size: int = 32, part_size: int = 1024, address: str | None = None,
-                   batch_tokens: int = 512) -> pd.DataFrame:
-    """Python face of `gptquant score --engine`: features for `articles` (columns article_id, text, e.g. from
-    read_news), one row per article in input order, whichever engine ran them."""
-    from .scorer import load_model
-
-    check_engine(engine, workers, address)
-    missing = [c for c in ("article_id", "text") if c not in articles.columns]
-    if missing:
-        raise GptquantError(f"articles table lacks column(s) {', '.join(missing)}")
-    if not isinstance(part_size, int) or part_size < 1:
-        raise GptquantError(f"part_size must be a positive integer, got {part_size!r}")
-    if articles["article_id"].duplicated().any():
-        dup = articles.loc[articles["article_id"].duplicated(), "article_id"].iloc[0]
-        raise GptquantError(f"article_id is not unique (e.g. {dup!r}); results are matched back by id")
-    # One verified session here: exports a checkpoint if needed, gives the bundle id, and scores
-    # in-process when there is one local worker.
-    scorer = load_model(model, threads=worker_threads(threads, workers) if engine == "local" else threads,
-                        batch_size=batch_size, batch_tokens=batch_tokens)
-    frame = articles[["article_id", "text"]]
-    parts = [(s, frame.iloc[s: s + part_size]) for s in range(0, len(frame), part_size)]
-    done = {}
-    with open_engine(engine, bundle_dir=scorer.bundle_dir, bundle_hash=scorer.bundle_hash, workers=workers,
-                     threads=threads, batch_size=batch_size, address=address, scorer=scorer,
-                     batch_tokens=batch_tokens) as run:
-        for key, feats in run(parts):
-            done[key] = feats
-    if not parts:
-        return score_part(scorer, frame)
-    return restore_order(frame["article_id"], [done[s] for s, _ in parts])
 
 
 def restore_order(article_ids: pd.Series, frames: list[pd.DataFrame]) -> pd.DataFrame:
