@@ -40,6 +40,37 @@ def load_config(path) -> dict:
 
 def run_config(config: dict, base: Path, overrides: dict | None = None):
     """Run one config; `overrides` replaces strategy params (the hook for sweeps)."""
+    base = Path(base)
+    data, bt_cfg, strat_cfg = config["data"], config["backtest"], config["strategy"]
+    inputs = load_inputs(config, base)
+    bars, panel, instruments, unit = inputs["bars"], inputs["panel"], inputs["instruments"], inputs["unit"]
+    start, end, rules, module = inputs["start"], inputs["end"], inputs["rules"], inputs["module"]
+    panel_cfg = config.get("panel", {})
+    params = {**strat_cfg.get("params", {}), **(overrides or {})}
+    common = dict(panel=panel, capital_base=float(bt_cfg.get("capital_base", 1e6)), benchmark=data.get("benchmark", "000300.SH"),
+                  benchmark_data=resolve_path(base, data["benchmark_data"]) if "benchmark_data" in data else None,
+                  checkpoints=resolve_path(base, bt_cfg["checkpoints"]) if bt_cfg.get("checkpoints") else None)
+    title = config.get("title", Path(strat_cfg["module"]).stem)
+    if hasattr(module, "initialize"):
+        from .bigquant import trade
+
+        return trade(instruments, start, end, module.initialize, getattr(module, "handle_data", None),
+                     getattr(module, "before_trading_start", None), getattr(module, "prepare", None),
+                     order_price_field_buy=rules.order_price_field_buy, order_price_field_sell=rules.order_price_field_sell,
+                     volume_limit=rules.volume_limit, data=bars, options=params, rules=rules, volume_unit=unit,
+                     panel_at=panel_cfg.get("panel_at", "open"), title=title, **common)
+    from .engine import run
+
+    strategy = _strategy_class(module, strat_cfg.get("class"))
+    result = run(strategy, data=bars, start=start, end=end, instruments=instruments, volume_unit=unit, rules=rules,
+                 **common, **params)
+    result.title = title
+    return result
+
+
+def load_inputs(config: dict, base: Path) -> dict:
+    """What every run of a config reads, loaded once: bars (a frame, or a source with the instruments and
+    volume unit the run still applies), panel, start, end, rules and the strategy module."""
     import pandas as pd
 
     from ..market.prices import load_bars, momentum_panel
@@ -71,28 +102,8 @@ def run_config(config: dict, base: Path, overrides: dict | None = None):
         if missing:
             raise GptquantError(f"[panel] columns: {', '.join(missing)} not in the panel (it has {', '.join(panel.columns)})")
         panel = panel[list(panel_cfg["columns"])]
-    rules = Rules(**config.get("rules", {}))
-    params = {**strat_cfg.get("params", {}), **(overrides or {})}
-    module = _load_module(strat_cfg["module"], base)
-    common = dict(panel=panel, capital_base=float(bt_cfg.get("capital_base", 1e6)), benchmark=data.get("benchmark", "000300.SH"),
-                  benchmark_data=resolve_path(base, data["benchmark_data"]) if "benchmark_data" in data else None,
-                  checkpoints=resolve_path(base, bt_cfg["checkpoints"]) if bt_cfg.get("checkpoints") else None)
-    title = config.get("title", Path(strat_cfg["module"]).stem)
-    if hasattr(module, "initialize"):
-        from .bigquant import trade
-
-        return trade(instruments, start, end, module.initialize, getattr(module, "handle_data", None),
-                     getattr(module, "before_trading_start", None), getattr(module, "prepare", None),
-                     order_price_field_buy=rules.order_price_field_buy, order_price_field_sell=rules.order_price_field_sell,
-                     volume_limit=rules.volume_limit, data=bars, options=params, rules=rules, volume_unit=unit,
-                     panel_at=panel_cfg.get("panel_at", "open"), title=title, **common)
-    from .engine import run
-
-    strategy = _strategy_class(module, strat_cfg.get("class"))
-    result = run(strategy, data=bars, start=start, end=end, instruments=instruments, volume_unit=unit, rules=rules,
-                 **common, **params)
-    result.title = title
-    return result
+    return {"bars": bars, "instruments": instruments, "unit": unit, "panel": panel, "start": start, "end": end,
+            "rules": Rules(**config.get("rules", {})), "module": _load_module(strat_cfg["module"], base)}
 
 
 def out_dir(config, path: Path) -> Path:

@@ -8,65 +8,42 @@ relative difference in final value above `vector.TOLERANCE` on any of them stops
 """
 from __future__ import annotations
 
-import math
 import time
-from datetime import timedelta
 from pathlib import Path
-
-import pandas as pd
 
 from ..config import resolve_path
 from ..errors import GptquantError
+from ..jsonsafe import finite_floats
 from . import vector
 from .vector import FAMILIES, TOLERANCE, Market
 
 
 def prepare(config: dict, base: Path) -> dict:
     """What every point shares: the Market, rules, capital, benchmark returns and the strategy's defaults."""
-    from ..market.prices import load_bars, momentum_panel
-    from .broker import Rules
     from .engine import bars_for, benchmark_on
-    from .job import _load_module, _most_covered
+    from .job import _strategy_class, load_inputs
 
     data, bt_cfg, strat_cfg = config["data"], config["backtest"], config["strategy"]
-    module = _load_module(strat_cfg["module"], base)
+    inputs = load_inputs(config, base)
+    module, start, end = inputs["module"], inputs["start"], inputs["end"]
     family = getattr(module, "VECTOR_FAMILY", None)
     if family not in FAMILIES:
         raise GptquantError(f"{strat_cfg['module']}: the vector engine runs strategy modules that declare "
                             f"VECTOR_FAMILY = one of {', '.join(FAMILIES)} (e.g. strategies/sentiment_topk.py); "
                             f"use --engine local for this one")
-    start, end = pd.Timestamp(bt_cfg["start"]), pd.Timestamp(bt_cfg["end"])
     panel_cfg = config.get("panel", {})
-    lookback = int(panel_cfg.get("momentum", 0))
-    bars = data["bars"] if isinstance(data["bars"], pd.DataFrame) else resolve_path(base, data["bars"])
-    instruments, unit = data.get("instruments"), data.get("volume_unit", "shares")
-    if "max_instruments" in data or lookback:
-        bars = load_bars(bars, instruments, start - timedelta(days=2 * lookback + 30), end, volume_unit=unit)
-        if "max_instruments" in data:
-            bars = _most_covered(bars, int(data["max_instruments"]), start, end)
-        instruments, unit = None, "shares"
-    if "path" in panel_cfg and lookback:
-        raise GptquantError("[panel]: give either path or momentum, not both")
-    panel = None
-    if isinstance(panel_cfg.get("path"), pd.DataFrame):
-        panel = panel_cfg["path"]
-    elif "path" in panel_cfg:
-        panel = pd.read_parquet(resolve_path(base, panel_cfg["path"]))
-    elif lookback:
-        panel = momentum_panel(bars, lookback)
     defaults = dict(strat_cfg.get("params", {}))
     native = not hasattr(module, "initialize")
     if native:  # a bt.Strategy: its own param defaults; panel_at does not apply
-        from .job import _strategy_class
-
         defaults = {**dict(_strategy_class(module, strat_cfg.get("class")).params._getitems()), **defaults}
     elif panel_cfg.get("panel_at", "open") != "open":
         raise GptquantError("the vector engine reads a BigQuant strategy's panel before the open (panel_at = 'open') only")
-    market = Market.build(bars_for(bars, instruments, start, end, volume_unit=unit), panel, start, end, from_start=native)
+    bars = bars_for(inputs["bars"], inputs["instruments"], start, end, volume_unit=inputs["unit"])
+    market = Market.build(bars, inputs["panel"], start, end, from_start=native)
     benchmark = data.get("benchmark", "000300.SH")
     source = resolve_path(base, data["benchmark_data"]) if "benchmark_data" in data else None
     bench = benchmark_on(benchmark, source, market.days[market.first:]) if benchmark else None
-    return {"market": market, "rules": Rules(**config.get("rules", {})), "family": family, "benchmark": benchmark,
+    return {"market": market, "rules": inputs["rules"], "family": family, "benchmark": benchmark,
             "bench": bench, "capital": float(bt_cfg.get("capital_base", 1e6)),
             "defaults": defaults}
 
@@ -118,7 +95,7 @@ def vector_rows(tasks: list[tuple], check, task_name, write_row):
         row = {"task": i, "name": task_name(i), "params": params, "status": "ok", "error": None, "summary": None}
         try:
             result = run_point(shared, params)
-            row["summary"] = {k: (float(v) if math.isfinite(v) else None) for k, v in result.summary.items()}
+            row["summary"] = finite_floats(result.summary)
             row["final_value"] = float(result.daily["portfolio_value"].iloc[-1])
         except GptquantError as exc:  # a point's bad parameters are its own failure, as with the event engine
             row.update(status="failed", error=f"{type(exc).__name__}: {exc}")
