@@ -98,32 +98,28 @@ def top_k(m: Market, rules: Rules, capital: float, column: str = "sentiment", to
         raise GptquantError("top_k and rebalance_every must be >= 1")
     if column not in m.panel:
         raise GptquantError(f"panel column {column!r} not found (the panel has {', '.join(m.panel) or 'no columns'})")
-    score, weight = m.panel[column], (1 - float(cash_buffer)) / top_k
-    listed = m.close > 0  # NaN before an instrument's first bar
+    score, weight, lot = m.panel[column], (1 - float(cash_buffer)) / top_k, rules.lot_size
+    with np.errstate(invalid="ignore"):
+        tradable = ~m.suspended & (m.close > 0) & ~np.isnan(score)  # close is NaN before an instrument's first bar
     book = _Book(m, rules, capital)
     for i in range(m.first, len(m.days)):
-        if (i - m.first) % rebalance_every == 0:
-            ok = ~m.suspended[i] & listed[i] & ~np.isnan(score[i])
-            cand = np.flatnonzero(ok)
+        if (i - m.first) % rebalance_every == 0 and i > 0:  # session 0 has no known close to size from
+            cand = np.flatnonzero(tradable[i])
             top = cand[np.argsort(-score[i, cand], kind="stable")[:top_k]]  # ties: lower code first, as pick()
-            value = book.value(i - 1)
-            target = np.zeros(len(m.names))
-            price = m.close[i - 1, top] if i > 0 else np.full(len(top), np.nan)
+            price = m.close[i - 1, top]
             known = price > 0  # without a known close the event engine logs "no price" and orders nothing
-            lot = rules.lot_size
-            target[top[known]] = np.floor(value * weight / price[known] / lot) * lot if value > 0 else 0.0
-            delta = target - book.shares
-            ordered = np.zeros(len(m.names), dtype=bool)
-            ordered[top[known]] = True
-            ordered |= (book.shares > 0) & (target == 0)
-            up = (delta > 0) & ordered
+            top, price = top[known], price[known]
+            value = book.value(i - 1)
+            target = np.floor(value * weight / price / lot) * lot if value > 0 else np.zeros(len(top))
+            delta = target - book.shares[top]
+            up, down = delta > 0, (delta < 0) & (target > 0)  # order_target: whole lots, except selling out
             delta[up] -= delta[up] % lot
-            down = (delta < 0) & (target > 0) & ordered
             delta[down] += (-delta[down]) % lot
-            delta[~ordered] = 0.0
-            rank = np.full(len(m.names), len(m.names))
-            rank[top] = np.arange(len(top))
-            book.fill(i, delta, rank)
+            in_top = np.zeros(len(m.names), dtype=bool)
+            in_top[top] = True
+            exits = book.held[~in_top[book.held]]
+            idx, delta = np.concatenate([exits, top]), np.concatenate([-book.shares[exits], delta])
+            book.fill(i, idx[delta != 0], delta[delta != 0])
         book.close_day(i)
     return book.outcome()
 
@@ -140,11 +136,12 @@ def news_event(m: Market, rules: Rules, capital: float, column: str = "sentiment
     book = _Book(m, rules, capital)
     n = len(m.names)
     entered = np.full(n, -1)  # len(strategy) when the entry was reported filled in full; -1: unknown
-    order, rank = np.zeros(n), np.arange(n)
+    order = np.zeros(n)
     for i in range(m.first, len(m.days)):
-        if order.any():
-            done = book.fill(i, order, rank)
-            entered[(order > 0) & (done == order)] = i + 1
+        idx = np.flatnonzero(order)
+        if len(idx):
+            want = order[idx]
+            entered[idx[(want > 0) & (book.fill(i, idx, want) == want)]] = i + 1
         entered[book.shares == 0] = -1
         book.close_day(i)
         held = book.shares > 0
@@ -171,6 +168,7 @@ class _Book:
         self.m, self.r = m, rules
         self.cash = float(capital)
         self.shares = np.zeros(len(m.names))
+        self.held = np.zeros(0, dtype=int)  # names with a position
         self.trade_cash = np.zeros(len(m.names))  # sells - buys - fees of each open round trip
         ci = AShareCommission(stamp_duty=rules.stamp_duty)
         self.stamp = np.array([ci.stamp_rate(d.date()) for d in m.days])
@@ -182,27 +180,20 @@ class _Book:
         """Cash plus positions at session i's close (backtrader's broker value when the strategy sizes)."""
         if i < 0:
             return self.cash
-        held = self.shares != 0
-        return self.cash + float(np.dot(self.shares[held], self.m.close[i, held]))
+        return self.cash + float(np.dot(self.shares[self.held], self.m.close[i, self.held]))
 
-    def fees(self, value, sell, i):
-        r = self.r
-        if sell and r.sell_cost is not None:
-            return np.maximum(value * r.sell_cost, r.min_commission)
-        fee = np.maximum(value * r.commission, r.min_commission)
-        return fee + value * self.stamp[i] if sell else fee
-
-    def fill(self, i: int, delta: np.ndarray, rank: np.ndarray) -> np.ndarray:
-        """Fill the day's orders (delta: signed shares) at session i in the broker's sequence (buys by rank);
-        returns the shares each order got (signed)."""
+    def fill(self, i: int, idx: np.ndarray, delta: np.ndarray) -> np.ndarray:
+        """Fill orders for names idx (delta: signed shares, in the order submitted) at session i in the broker's
+        sequence; returns the shares each got (signed). T+1 never binds here: a strategy of these families has one
+        order per name per session, so nothing bought in a session is sold in it."""
         r, m = self.r, self.m
         fields = {True: r.order_price_field_buy, False: r.order_price_field_sell}
-        bought = np.zeros(len(m.names))
-        before = self.shares.copy()
-        for field_index, buy in sorted({(PRICE_FIELDS.index(fields[b]), b) for b in (True, False)}):
-            side = np.flatnonzero(delta > 0) if buy else np.flatnonzero(delta < 0)
-            if not len(side):
+        got = np.zeros(len(idx))
+        for _, buy in sorted({(PRICE_FIELDS.index(fields[b]), b) for b in (True, False)}):
+            pos = np.flatnonzero(delta > 0) if buy else np.flatnonzero(delta < 0)
+            if not len(pos):
                 continue
+            side = idx[pos]
             price = (m.open if fields[buy] == "open" else m.close)[i, side]
             ok = ~m.suspended[i, side] & (price > 0)
             if r.price_limits:
@@ -211,38 +202,43 @@ class _Book:
                         ok &= ~(price >= m.up_limit[i, side] - r.limit_tolerance)
                     else:
                         ok &= ~(price <= m.down_limit[i, side] + r.limit_tolerance)
-            want = np.abs(delta[side])
-            cap = np.floor(m.volume[i, side] * r.volume_limit) if r.volume_limit else np.full(len(side), np.inf)
+            want = np.abs(delta[pos])
+            size = np.minimum(want, np.floor(m.volume[i, side] * r.volume_limit)) if r.volume_limit else want
             if buy:
-                size = np.minimum(want, cap)
-                size -= size % r.lot_size
-                size = np.where(ok, size, 0.0)
-                order = np.argsort(rank[side], kind="stable")
-                self._buy(i, side[order], price[order], size[order], bought)
-            else:
-                held = self.shares[side]
-                sellable = held - bought[side] if r.t_plus_1 else held
-                size = np.minimum(np.minimum(want, sellable), cap)
-                odd = (size < held) & (size % r.lot_size != 0)
-                size[odd] -= size[odd] % r.lot_size
-                size = np.where(ok & (held > 0), np.maximum(size, 0.0), 0.0)
-                proceeds = size * price
-                fee = np.where(size > 0, self.fees(proceeds, True, i), 0.0)
-                for j, s, v, f in zip(side, size, proceeds, fee):  # backtrader adds each fill to cash in turn
-                    if s > 0:
-                        self.cash += v - f
-                        self.trade_cash[j] += v - f
-                self.shares[side] -= size
-                self.traded[i - m.first] += proceeds.sum()
-                for j in side[(size > 0) & (self.shares[side] == 0)]:
-                    self.trade_pnl.append(float(self.trade_cash[j]))
-                    self.trade_cash[j] = 0.0
-        return self.shares - before
+                size = np.where(ok, size - size % r.lot_size, 0.0)
+                got[pos] = self._buy(i, side, price, size)
+                continue
+            held = self.shares[side]
+            size = np.minimum(size, held)
+            odd = (size < held) & (size % r.lot_size != 0)
+            size[odd] -= size[odd] % r.lot_size
+            size = np.where(ok & (held > 0), np.maximum(size, 0.0), 0.0)
+            proceeds = size * price
+            net = proceeds - np.where(size > 0, self.fees(proceeds, True, i), 0.0)
+            for v in net[size > 0].tolist():  # backtrader adds each fill to cash in turn
+                self.cash += v
+            self.trade_cash[side] += np.where(size > 0, net, 0.0)
+            self.shares[side] -= size
+            got[pos] = -size
+            self.traded[i - m.first] += proceeds.sum()
+            for j in side[(size > 0) & (self.shares[side] == 0)]:
+                self.trade_pnl.append(float(self.trade_cash[j]))
+                self.trade_cash[j] = 0.0
+        self.held = np.flatnonzero(self.shares)
+        return got
 
-    def _buy(self, i, names, price, size, bought):
+    def fees(self, value, sell, i):
+        r = self.r
+        if sell and r.sell_cost is not None:
+            return np.maximum(value * r.sell_cost, r.min_commission)
+        fee = np.maximum(value * r.commission, r.min_commission)
+        return fee + value * self.stamp[i] if sell else fee
+
+    def _buy(self, i, names, price, size) -> np.ndarray:
         """Buys in order, each cut to the whole lots the cash left affords (commission included)."""
         r = self.r
-        for j, p, s in zip(names.tolist(), price.tolist(), size.tolist()):
+        got = np.zeros(len(names))
+        for k, (j, p, s) in enumerate(zip(names.tolist(), price.tolist(), size.tolist())):
             if s <= 0:
                 continue
             cost = s * p
@@ -258,8 +254,9 @@ class _Book:
             self.cash -= cost + fee
             self.trade_cash[j] -= cost + fee
             self.shares[j] += s
-            bought[j] += s
+            got[k] = s
             self.traded[i - self.m.first] += cost
+        return got
 
     def close_day(self, i: int) -> None:
         k = i - self.m.first
