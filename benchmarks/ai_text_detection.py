@@ -52,13 +52,14 @@ def main() -> int:
 
 def run(args, work: Path) -> int:
     from gptquant.lm import detector as D
+    from gptquant.lm.data import read_texts
     from gptquant.lm.export import export_bundle
     from gptquant.runtime.scorer import Scorer
 
     export_bundle(MODEL, work / "bundle", int8=True, max_length=256)
     scorer = Scorer(work / "bundle", threads=args.threads)
-    human = D.read_texts(HUMAN, limit=args.limit, seed=args.seed)
-    machine = D.read_texts(MACHINE, limit=args.limit, seed=args.seed)
+    human = read_texts(HUMAN, limit=args.limit, seed=args.seed)
+    machine = read_texts(MACHINE, limit=args.limit, seed=args.seed)
     t0 = time.perf_counter()
     (fh, ph), (fm, pm) = D._score(scorer, human, pooled=True), D._score(scorer, machine, pooled=True)
     seconds = time.perf_counter() - t0

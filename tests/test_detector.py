@@ -102,7 +102,7 @@ def test_train_detector_writes_the_bundle_manifest_and_scoring_gives_ai_score(ti
 def test_checkpoint_detector_rides_into_the_exported_manifest(tiny_checkpoint, tmp_path):
     pytest.importorskip("torch")
     from gptquant.lm.export import export_bundle
-    from gptquant.lm.sentiment import DETECTOR_JSON
+    from gptquant.lm.headfile import DETECTOR_JSON
 
     feats, y = synthetic_stats()
     det, _ = fit_detector(feats, y)

@@ -91,7 +91,7 @@ def test_int8_export_reports_ai_score_parity_and_refuses_over_the_limit(tiny_che
     from conftest import demo_texts
 
     from gptquant.lm.export import export_bundle
-    from gptquant.lm.sentiment import DETECTOR_JSON
+    from gptquant.lm.headfile import DETECTOR_JSON
     from gptquant.runtime.scorer import Scorer
 
     det = _pooled_detector(Scorer(tiny_bundle), [t[: 8 + 2 * i] for i, t in enumerate(demo_texts(50, seed=4))])

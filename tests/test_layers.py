@@ -30,7 +30,6 @@ RANKS = {
 # Known violations being removed by the lm split (issue 13); delete an entry when its import is gone.
 ALLOWED = {
     ("gptquant.runtime.scorer", "gptquant.lm.export"),  # runtime reaches into training for the feature contract
-    ("gptquant.lm.detector", "gptquant.lm.sentiment"),  # circle inside lm: sentiment <-> detector
 }
 
 

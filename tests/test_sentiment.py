@@ -16,6 +16,7 @@ from gptquant.cli import main  # noqa: E402
 from gptquant.demo_world import LABELS, write_article  # noqa: E402
 from gptquant.errors import GptquantError  # noqa: E402
 from gptquant.lm import sentiment as S  # noqa: E402
+from gptquant.lm import data, evaluate as E, headfile as H, heads  # noqa: E402
 from gptquant.lm.export import export_bundle  # noqa: E402
 from gptquant.runtime.scorer import Scorer  # noqa: E402
 
@@ -47,18 +48,18 @@ def test_linear_probe_learns_the_planted_signal(tiny_checkpoint, data_csv, tmp_p
     s = S.train_sentiment(tiny_checkpoint, data_csv, tmp_path / "m", "linear", valid_frac=0.3, progress=False)
     assert s["validation"]["accuracy"] > 0.6  # chance is ~0.33
     assert s["baseline_validation"]["n"] == s["validation"]["n"]  # the baseline saw the same split
-    meta = json.loads((tmp_path / "m" / S.HEAD_JSON).read_text())
+    meta = json.loads((tmp_path / "m" / H.HEAD_JSON).read_text())
     assert meta["method"] == "linear" and meta["temperature"] > 0
     # in the bundle the probe reads the feature pass's hidden states; same probabilities as torch
     export_bundle(tmp_path / "m", tmp_path / "b", max_length=48, exporter="torchscript", optimize="off")
     texts = labelled(10, seed=7)["text"].tolist()
     got = Scorer(tmp_path / "b").score(texts)[["sent_neg", "sent_neu", "sent_pos"]].to_numpy()
-    np.testing.assert_allclose(got, S.predict_probs(tmp_path / "m", texts, max_length=48)[0], atol=1e-4)
+    np.testing.assert_allclose(got, E.predict_probs(tmp_path / "m", texts, max_length=48)[0], atol=1e-4)
 
 
 def test_ptuned_prompt_is_baked_and_the_bundle_matches_torch(ptuned, tmp_path):
     out, summary = ptuned
-    meta = json.loads((out / S.HEAD_JSON).read_text())
+    meta = json.loads((out / H.HEAD_JSON).read_text())
     from gptquant.lm.checkpoint import load_checkpoint
 
     vocab = load_checkpoint(out, with_model=False).tokenizer.get_vocab()
@@ -74,7 +75,7 @@ def test_ptuned_prompt_is_baked_and_the_bundle_matches_torch(ptuned, tmp_path):
     texts = labelled(12, seed=5)["text"].tolist() + ["短"]
     df = Scorer(bundle).score(texts)
     got = df[["sent_neg", "sent_neu", "sent_pos"]].to_numpy()
-    ref, labels = S.predict_probs(out, texts, max_length=48)
+    ref, labels = E.predict_probs(out, texts, max_length=48)
     assert labels == list(LABELS)
     np.testing.assert_allclose(got, ref, atol=1e-4)
     np.testing.assert_allclose(got.sum(1), 1.0, atol=1e-5)
@@ -83,13 +84,13 @@ def test_ptuned_prompt_is_baked_and_the_bundle_matches_torch(ptuned, tmp_path):
 
 def test_ptuning_padding_does_not_change_a_text_s_prediction(ptuned, tiny_checkpoint):
     out, _ = ptuned
-    head, meta = S.load_head(out)
+    head, meta = H.load_head(out)
     from gptquant.lm.checkpoint import load_checkpoint
 
     ckpt = load_checkpoint(out)
-    ids = S.encode_ids(ckpt, ["公司公告，拟回购股份。", "董事会审议通过年度报告，净利润同比增长百分之二十。" * 2], 40)
-    alone = S.head_logits(head, ids[:1], ckpt.policy.pad_id)
-    batched = S.head_logits(head, ids, ckpt.policy.pad_id)
+    ids = heads.encode_ids(ckpt, ["公司公告，拟回购股份。", "董事会审议通过年度报告，净利润同比增长百分之二十。" * 2], 40)
+    alone = heads.head_logits(head, ids[:1], ckpt.policy.pad_id)
+    batched = heads.head_logits(head, ids, ckpt.policy.pad_id)
     np.testing.assert_allclose(alone[0], batched[0], atol=1e-5)
 
 
@@ -113,7 +114,7 @@ def test_interrupted_training_resumes_to_the_same_weights(tiny_checkpoint, data_
     monkeypatch.setattr(S.M, "classification_report", real)
     S.train_sentiment(tiny_checkpoint, data_csv, tmp_path / "resumed", "ptuning", **kw)
     assert not (tmp_path / "resumed" / S.STATE_FILE).exists()
-    a, b = load_file(str(tmp_path / "whole" / S.HEAD_WEIGHTS)), load_file(str(tmp_path / "resumed" / S.HEAD_WEIGHTS))
+    a, b = load_file(str(tmp_path / "whole" / H.HEAD_WEIGHTS)), load_file(str(tmp_path / "resumed" / H.HEAD_WEIGHTS))
     assert a.keys() == b.keys()
     for k in a:
         np.testing.assert_allclose(a[k].numpy(), b[k].numpy(), atol=1e-6, err_msg=k)
@@ -123,7 +124,7 @@ def test_finetune_trains_its_own_copy_and_keeps_the_base_lm_features(tiny_checkp
     out = tmp_path / "ft"
     S.train_sentiment(tiny_checkpoint, data_csv, out, "finetune", steps=6, eval_every=3, batch=8, max_length=40,
                       progress=False)
-    head, meta = S.load_head(out)
+    head, meta = H.load_head(out)
     from gptquant.lm.checkpoint import load_checkpoint
 
     base = load_checkpoint(tiny_checkpoint).model.transformer.state_dict()
@@ -138,29 +139,29 @@ def test_finetune_trains_its_own_copy_and_keeps_the_base_lm_features(tiny_checkp
 
 def test_few_shot_samples_k_rows_per_class(tiny_checkpoint, data_csv, tmp_path):
     S.train_sentiment(tiny_checkpoint, data_csv, tmp_path / "m", "linear", shots=4, progress=False)
-    meta = json.loads((tmp_path / "m" / S.HEAD_JSON).read_text())
+    meta = json.loads((tmp_path / "m" / H.HEAD_JSON).read_text())
     assert meta["n_train"] == 12 and meta["n_valid"] == 12 and meta["shots"] == 4
 
 
 def test_label_names_are_the_user_s_in_a_known_or_given_order(tmp_path):
     df = labelled(30, names=("利好", "中性", "利空"))  # written positive-first on purpose
-    texts, y, labels = S.read_labelled(df)
+    texts, y, labels = data.read_labelled(df)
     assert labels == ["利空", "中性", "利好"]
     assert [labels[k] for k in y] == df["label"].tolist()
     odd = df.assign(label=df["label"].map({"利好": "bull", "中性": "meh", "利空": "bear"}))
     with pytest.raises(GptquantError, match="--labels"):
-        S.read_labelled(odd)
-    assert S.read_labelled(odd, labels=["bear", "meh", "bull"])[2] == ["bear", "meh", "bull"]
+        data.read_labelled(odd)
+    assert data.read_labelled(odd, labels=["bear", "meh", "bull"])[2] == ["bear", "meh", "bull"]
     broken = df.copy()
     broken.loc[2, "label"] = ""
     with pytest.raises(GptquantError, match="row 3"):
-        S.read_labelled(broken)
+        data.read_labelled(broken)
 
 
 def test_aspect_term_goes_into_the_input():
     df = pd.DataFrame({"sentence": ["甲公司涨停，乙公司跌停。"] * 2, "term": ["甲公司", "乙公司"],
                        "label": ["positive", "negative"]})
-    texts, _, _ = S.read_labelled(df)
+    texts, _, _ = data.read_labelled(df)
     assert texts == ["甲公司：甲公司涨停，乙公司跌停。", "乙公司：甲公司涨停，乙公司跌停。"]
 
 

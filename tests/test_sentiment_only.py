@@ -16,6 +16,7 @@ from gptquant.cli import main  # noqa: E402
 from gptquant.demo_world import LABELS, write_article  # noqa: E402
 from gptquant.errors import GptquantError  # noqa: E402
 from gptquant.lm import sentiment as S  # noqa: E402
+from gptquant.lm import headfile as H  # noqa: E402
 from gptquant.lm.export import export_bundle  # noqa: E402
 from gptquant.runtime.scorer import Scorer  # noqa: E402
 
@@ -75,7 +76,7 @@ def test_cli_export_sentiment_only_int8_and_info(tiny_checkpoint, data_csv, tmp_
 
     feats = pd.DataFrame({f: np.random.default_rng(i).normal(size=60) for i, f in enumerate(FEATURES)})
     det, _ = fit_detector(feats, np.r_[np.zeros(30), np.ones(30)], features="stats")
-    (ckpt / S.DETECTOR_JSON).write_text(json.dumps(det))
+    (ckpt / H.DETECTOR_JSON).write_text(json.dumps(det))
     assert main(["export", str(ckpt), "--out", str(tmp_path / "b"), "--int8", "--max-length", "48",
                  "--exporter", "torchscript", "--sentiment-only"]) == 0
     out = capsys.readouterr().out

@@ -17,36 +17,12 @@ import numpy as np
 
 from .. import bundle as B
 from ..errors import GptquantError
-from ..runtime.heads import check_detector, detector_score
+from ..runtime.heads import detector_score
 from . import metrics as M
+from .data import read_texts
+from .headfile import DETECTOR_JSON
 
 FEATURES = ("nll_mean", "logrank_mean", "entropy_mean", "rank_top10", "rank_top100", "rank_top1000", "fast_detect")
-
-
-def load_detector(path) -> dict:
-    try:
-        det = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise GptquantError(f"{path}: unreadable detector ({exc})") from None
-    return check_detector(det, str(path))
-
-
-def read_texts(source, text_column=None, limit=None, seed: int = 0) -> list[str]:
-    """Texts of a table (an empty text is an error naming the row); `limit` samples rows, seeded."""
-    from .sentiment import read_table
-
-    name, df = read_table(source)
-    col = text_column or next((c for c in ("text", "sentence", "content") if c in df.columns), None)
-    if col not in df.columns:
-        raise GptquantError(f"{name}: no text column (expected 'text' or pass --text-column), found {list(df.columns)}")
-    for i, t in enumerate(df[col], start=1):
-        if not isinstance(t, str) or not t.strip():
-            raise GptquantError(f"{name}: row {i}: empty or missing {col!r}")
-    texts = df[col].tolist()
-    if limit and len(texts) > limit:
-        keep = np.sort(np.random.default_rng(seed).permutation(len(texts))[:limit])
-        texts = [texts[i] for i in keep]
-    return texts
 
 
 FEATURE_SETS = ("stats", "pooled", "both")
@@ -131,7 +107,6 @@ def train_detector(model_path, human, machine, *, text_column=None, limit: int |
     import pandas as pd
 
     from ..runtime.scorer import load_model
-    from .sentiment import DETECTOR_JSON
 
     h = read_texts(human, text_column, limit, seed)
     m = read_texts(machine, text_column, limit, seed)

@@ -304,7 +304,7 @@ def export_bundle(model_dir, out_dir, int8: bool = False, max_length: int = DEFA
     out_dir = Path(out_dir)
     max_length = int(min(max_length, ckpt.config.get("n_positions", max_length)))
     if head is None and labels is None and heads is None:
-        from .sentiment import bundle_head  # a checkpoint trained by `gptquant train sentiment|detector`
+        from .headfile import bundle_head  # a checkpoint trained by `gptquant train sentiment|detector`
 
         head, labels, heads = bundle_head(model_dir, ckpt)
     if (head is None) != (labels is None):

@@ -113,6 +113,7 @@ def pretrain(out, corpus, model=None, config: str = "small", steps: int | None =
     from tqdm.auto import tqdm
 
     from .checkpoint import detect_tokenizer, load_checkpoint, special_token_policy
+    from .trainloop import load_state, optimizer_step
 
     if threads:
         torch.set_num_threads(threads)
@@ -153,7 +154,7 @@ def pretrain(out, corpus, model=None, config: str = "small", steps: int | None =
     opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=0.01, betas=(0.9, 0.95))
     step, losses = 0, []
     if resuming:
-        state = torch.load(out / STATE_FILE, map_location="cpu", weights_only=True)
+        state = load_state(out / STATE_FILE)
         opt.load_state_dict(state["optimizer"])
         step, losses = int(state["step"]), list(state.get("losses", []))
         torch.set_rng_state(state["rng"])  # dropout draws continue where they stopped
@@ -174,10 +175,7 @@ def pretrain(out, corpus, model=None, config: str = "small", steps: int | None =
         for g in opt.param_groups:
             g["lr"] = lr_at(step)
         loss = _lm_loss(net, x)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
-        opt.step()
+        optimizer_step(opt, loss, net.parameters())
         step += 1
         losses.append(loss.item())
         bar.update(1)
@@ -220,8 +218,10 @@ def _save_checkpoint(net, opt, out: Path, step: int, total: int, losses: list) -
     """Weights (safetensors) then optimizer state, each replaced atomically; a kill leaves a usable pair."""
     import torch
 
+    from .trainloop import save_state
+
     _save_weights(net, out)
     net.config.save_pretrained(str(out))
     state = {"step": step, "total": total, "optimizer": opt.state_dict(), "losses": losses[-1000:],
              "rng": torch.get_rng_state()}
-    atomic_write(out / STATE_FILE, lambda tmp: torch.save(state, tmp))
+    save_state(out / STATE_FILE, state)

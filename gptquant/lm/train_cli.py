@@ -152,7 +152,7 @@ def _label_market(args) -> int:
 
 def _eval_sentiment(args) -> int:
     from .metrics import format_table
-    from .sentiment import evaluate
+    from .evaluate import evaluate
 
     if len(args.paths) < 2:
         raise GptquantError("eval sentiment needs MODEL [MODEL ...] FILE")
