@@ -113,3 +113,28 @@ def test_optimized_graph_quantises_and_keeps_parity(tiny_checkpoint, tmp_path):
     assert m["parity"]["int8"]["nll_mean_abs"] < m["parity"]["limits"]["nll_mean_abs"]
     assert export_bundle(tiny_checkpoint, tmp_path / "plain", max_length=32, exporter="torchscript")["parity"]["optimizer"] == {
         "used": False, "reason": "off"}
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o027], ids=["umask022", "umask027"])
+def test_exported_and_uploaded_bundles_get_the_users_umask(tiny_checkpoint, tmp_path, mask):
+    """A bundle exported (or installed) by one user is readable by a colleague: the folder is 0755 / 0750
+    and its files 0644 / 0640 as mkdir / open() would give, not mkdtemp's 0700 or mkstemp's 0600."""
+    import os
+    import stat
+
+    from gptquant.runtime.tools import pack, upload
+
+    (tmp_path / "project").mkdir()
+    old = os.umask(mask)
+    try:
+        export_bundle(tiny_checkpoint, tmp_path / "b", max_length=32, exporter="torchscript")
+        pack(tmp_path / "b", tmp_path / "b.tar.gz")
+        upload(tmp_path / "b.tar.gz", tmp_path / "project")
+    finally:
+        os.umask(old)
+    paths = [tmp_path / "b", *(tmp_path / "b").iterdir(), tmp_path / "b.tar.gz",
+             tmp_path / "project" / "model", *(tmp_path / "project" / "model").iterdir()]
+    assert len(paths) >= 9
+    wrong = {str(p.relative_to(tmp_path)): oct(stat.S_IMODE(p.stat().st_mode)) for p in paths
+             if stat.S_IMODE(p.stat().st_mode) != (0o777 if p.is_dir() else 0o666) & ~mask}
+    assert wrong == {}

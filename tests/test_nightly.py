@@ -253,3 +253,24 @@ columns = ["sentiment_mean"]
             resumed = (Path(second["run_dir"]) / "backtests" / b / name).read_text(encoding="utf-8")
             assert resumed == (Path(fresh["run_dir"]) / "backtests" / b / name).read_text(encoding="utf-8"), (b, name)
         assert (Path(second["run_dir"]) / "backtests" / b / "orders.csv").read_text().count("\n") > 5  # it traded
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o027], ids=["umask022", "umask027"])
+def test_every_output_gets_the_users_umask_so_colleagues_can_read_it(world, tmp_path, mask):
+    """A report written by one user is readable by the group (and, under 022, a web server): files 0644 /
+    0640 and folders 0755 / 0750 as a plain open() or mkdir() would give, not mkstemp's 0600."""
+    import os
+    import stat
+
+    config = write_config(tmp_path, world)
+    old = os.umask(mask)
+    try:
+        res = run_nightly(config, scorer=LexiconScorer(), progress=False)
+    finally:
+        os.umask(old)
+    out = tmp_path / "runs"
+    paths = [out, *out.rglob("*")]
+    assert Path(res["run_dir"]) / "report.html" in paths and len(paths) > 15
+    wrong = {str(p.relative_to(tmp_path)): oct(stat.S_IMODE(p.stat().st_mode)) for p in paths
+             if stat.S_IMODE(p.stat().st_mode) != (0o777 if p.is_dir() else 0o666) & ~mask}
+    assert wrong == {}

@@ -7,13 +7,13 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import shutil
-import tempfile
 import warnings
 from pathlib import Path
 
 import numpy as np
 
 from .. import bundle as B
+from ..atomic import fsync_dir, make_temp_dir
 from ..errors import GptquantError, require
 from ..tokenize import encode
 from .checkpoint import Checkpoint, load_checkpoint
@@ -319,7 +319,7 @@ def export_bundle(model_dir, out_dir, int8: bool = False, max_length: int = DEFA
         check_detector(detector, "heads.detector", hidden_size=int(ckpt.config["n_embd"]))
     texts = list(parity_texts or PARITY_TEXTS)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    tmp = make_temp_dir(f".{out_dir.name}.", out_dir.parent)  # the umask's mode, not mkdtemp's 0700
     try:
         fp32 = tmp / (".fp32.onnx" if int8 else B.MODEL_FILE)
         try:
@@ -387,5 +387,6 @@ def _replace_dir(new: Path, dst: Path) -> None:
         old = dst.with_name(f".{dst.name}.old-{os.getpid()}")
         os.replace(dst, old)
     os.replace(new, dst)
+    fsync_dir(dst.parent)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)

@@ -9,12 +9,11 @@ from __future__ import annotations
 import os
 import shutil
 import tarfile
-import tempfile
 import time
 from pathlib import Path, PurePosixPath
 
 from .. import bundle as B
-from ..atomic import atomic_write
+from ..atomic import atomic_write, fsync_dir, make_temp_dir
 from .scorer import check_manifest
 
 
@@ -104,7 +103,7 @@ def upload(src, project_dir) -> tuple[Path, dict, Path | None]:
     if src.is_symlink():
         raise B.BundleError(f"{src}: is a symlink; refusing")
     target = project_dir / "model"
-    stage = Path(tempfile.mkdtemp(prefix=".model-upload-", dir=project_dir))
+    stage = make_temp_dir(".model-upload-", project_dir)
     try:
         if src.is_dir():
             _copy_dir(src, stage)
@@ -113,8 +112,8 @@ def upload(src, project_dir) -> tuple[Path, dict, Path | None]:
         else:
             raise B.BundleError(f"{src}: no such bundle directory or archive")
         manifest = verify(stage)
-        os.chmod(stage, 0o755)
         kept = _swap(stage, target)
+        fsync_dir(project_dir)
         return target, manifest, kept
     finally:
         if stage.exists():
