@@ -37,7 +37,7 @@ def test_report_escapes_every_headline_and_error_and_writes_its_figures(tmp_path
     path = R.write_report(tmp_path, title="夜间 <run>", info={"run_id": "r1", "news": "<i>x</i>"}, analysis=None,
                           backtests=backtests, articles=arts, feature="sentiment", comparison=comparison, notes=["note <u>"])
     text = path.read_text(encoding="utf-8")
-    assert "<script>" not in text and "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;公司公告" in text
+    assert "<script>" not in text and "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;公司公告" in text
     for raw in ("<img src=x", "<run>", "<i>x</i>", "<u>", "bad<b>"):
         assert raw not in text
     assert "&lt;img src=x onerror=1&gt;" in text and "乙公司被立案调查 &amp; 罚款" in text
@@ -80,3 +80,31 @@ def test_report_without_sentiment_or_cjk_font_says_so_and_still_renders(tmp_path
     assert "no backtests configured" in text and "no previous run" in text
     assert (tmp_path / "figures" / "ic_session.png").is_file() and (tmp_path / "figures" / "quantiles.png").is_file()
     assert "中文标题二" in text  # HTML keeps the Chinese text (the browser's fonts render it)
+
+
+def test_hostile_names_columns_and_notes_are_escaped_by_the_templates_not_by_hand(tmp_path, monkeypatch):
+    """With html.escape disabled, both reports still escape a hostile backtest name, summary column, note,
+    order reason and trades column: the escaping is Jinja2's autoescape, not a call each writer must remember."""
+    import html
+
+    from gptquant.backtest.result import BacktestResult
+
+    monkeypatch.setattr(html, "escape", lambda s, quote=True: s)
+    evil = "<script>alert(1)</script>"
+    backtests = [{"name": f"bt{evil}", "status": "ok", "summary": {f"col{evil}": 1.0}, "error": None,
+                  "result": FakeResult(daily_frame())}]
+    text = R.write_report(tmp_path / "run", title="t", info={"timings_s": {f"stage{evil}": 1.5}}, analysis=None,
+                          backtests=backtests, articles=articles(["a"], [0.1]), feature="sentiment", comparison=[],
+                          notes=[f"note{evil}"]).read_text(encoding="utf-8")
+    for where in ("bt", "col", "note", "stage"):
+        assert f"{where}&lt;script&gt;alert(1)&lt;/script&gt;" in text
+    assert "<script" not in text and "<th>stage</th><th>seconds</th>" in text  # timings are a table, not a JSON dict
+
+    daily = daily_frame(30).assign(turnover=0.1, portfolio_value=lambda d: 1e6 * (1 + d["returns"]).cumprod())
+    orders = pd.DataFrame({"status": ["filled", f"refused{evil}"], "reason": ["", f"limit up{evil}: no fill"]})
+    trades = pd.DataFrame({"instrument": ["600000.SH"], "pnl_net": [5.0], f"why{evil}": [f"cell{evil}"]})
+    res = BacktestResult(daily, orders, trades, capital_base=1e6, benchmark=f"bench{evil}", title=f"title{evil}")
+    text = res.to_html(tmp_path / "bt.html").read_text(encoding="utf-8")
+    for where in ("title", "bench", "refused", "limit up", "why", "cell"):
+        assert f"{where}&lt;script&gt;alert(1)&lt;/script&gt;" in text
+    assert "<script" not in text

@@ -3,16 +3,14 @@
 Sections: run facts and notes, comparison with the previous run (flagged changes first), backtest summaries,
 equity vs benchmark, drawdown, monthly returns, IC by session and by horizon, quantile returns, the
 distribution of the article feature over time, and the most positive / negative headlines of the latest
-session. Every text that comes from data (headlines, names, errors) goes through html.escape.
+session. The layout is templates/run_report.html (Jinja2, autoescape on: every text from data is escaped).
 Plots use matplotlib's Agg backend and a CJK font when one is installed (e.g. Debian's fonts-noto-cjk);
 without one, Chinese glyphs in plot labels render as boxes but nothing fails.
 """
 from __future__ import annotations
 
 import base64
-import html
 import json
-import math
 import warnings
 from pathlib import Path
 
@@ -25,9 +23,6 @@ CJK_FONTS = ("Noto Sans CJK SC", "Noto Sans CJK JP", "Noto Sans SC", "Source Han
              "WenQuanYi Micro Hei", "SimHei", "Microsoft YaHei", "PingFang SC", "AR PL UMing CN")
 HEADLINES = 5
 HEADLINE_CHARS = 90
-
-esc = html.escape
-
 
 def _plt():
     import matplotlib
@@ -81,18 +76,6 @@ def _render(figures: dict, folder: Path) -> dict:
         atomic_write_bytes(folder / "figures" / f"{name}.png", pngs[name])
         out[name] = base64.b64encode(pngs[name]).decode("ascii")
     return out
-
-
-def _img(b64: str | None, alt: str) -> str:
-    return f'<img alt="{esc(alt)}" src="data:image/png;base64,{b64}">' if b64 else f"<p>{esc(alt)}: no data</p>"
-
-
-def _num(v, spec=".4f") -> str:
-    if v is None or (isinstance(v, float) and not math.isfinite(v)):
-        return "–"
-    if isinstance(v, (int, float, np.floating, np.integer)) and not isinstance(v, bool):
-        return format(float(v), spec)
-    return esc(str(v))
 
 
 def _dates(index) -> list[str]:
@@ -259,83 +242,23 @@ def write_report(folder, *, title: str, info: dict, analysis: dict | None, backt
     return path
 
 
-def _table(rows: list[list[str]], head: list[str], cls: str = "") -> str:
-    """rows hold already-escaped cell HTML; head is plain text."""
-    h = "".join(f"<th>{esc(x)}</th>" for x in head)
-    body = "".join("<tr>" + "".join(rows_cell for rows_cell in r) + "</tr>" for r in rows)
-    return f'<table class="{cls}"><thead><tr>{h}</tr></thead><tbody>{body}</tbody></table>'
-
-
-def _td(x, spec=".4f", cls: str = "") -> str:
-    return f'<td class="{cls}">{_num(x, spec)}</td>'
+# info entries whose value is a table of numbers: (heading, key column, value column, number format)
+INFO_TABLES = {"timings_s": ("Stage timings", "stage", "seconds", ".2f")}
 
 
 def _html(title, info, notes, comparison, backtests, months, analysis, imgs, figs, feature) -> str:
-    parts = [f"<h1>{esc(title)}</h1>"]
-    parts.append(_table([[f"<th>{esc(str(k))}</th>", f"<td>{esc(json.dumps(v, ensure_ascii=False) if isinstance(v, dict) else str(v))}</td>"]
-                         for k, v in info.items()], ["run", ""], "facts"))
-    if notes:
-        parts.append("<ul class='notes'>" + "".join(f"<li>{esc(str(n))}</li>" for n in notes) + "</ul>")
+    """The context of templates/run_report.html (the layout lives there; the template escapes every value)."""
+    from ..templates import render
 
-    parts.append("<h2>Compared with the previous run</h2>")
-    if comparison:
-        flagged = [r for r in comparison if r["flagged"]]
-        parts.append(f"<p>{len(flagged)} of {len(comparison)} metric(s) changed beyond their threshold.</p>")
-        rows = [[f"<td>{esc(r['metric'])}</td>", _td(r["previous"]), _td(r["current"]), _td(r["change"]), _td(r["threshold"]),
-                 f"<td class='{'flag' if r['flagged'] else ''}'>{'FLAG' if r['flagged'] else ''}</td>"]
-                for r in sorted(comparison, key=lambda r: not r["flagged"])]
-        parts.append(_table(rows, ["metric", "previous", "current", "change", "threshold", ""], "cmp"))
-    else:
-        parts.append("<p>no previous run of this config to compare with</p>")
-
-    parts.append("<h2>Backtests</h2>")
-    if backtests:
-        keys = list(next((b["summary"] for b in backtests if b.get("summary")), {}) or {})
-        rows = []
-        for b in backtests:
-            s = b.get("summary") or {}
-            status = f"<td class='{'flag' if b['status'] != 'ok' else ''}'>{esc(b['status'])}</td>"
-            rows.append([f"<td>{esc(b['name'])}</td>", status] + [_td(s.get(k)) for k in keys]
-                        + [f"<td class='err'>{esc(b.get('error') or '')}</td>"])
-        parts.append(_table(rows, ["backtest", "status", *keys, "error"], "bt"))
-    else:
-        parts.append("<p>no backtests configured</p>")
-    parts.append("<h3>Equity vs benchmark</h3>" + _img(imgs.get("equity"), "equity curve"))
-    parts.append("<h3>Drawdown</h3>" + _img(imgs.get("drawdown"), "drawdown"))
-    parts.append("<h3>Monthly returns (%)</h3>")
-    for name, t in months.items():
-        rows = [[f"<th>{esc(str(y))}</th>"] + [_td(None if pd.isna(v) else 100 * v, ".2f", "neg" if v < 0 else "") for v in row]
-                for y, row in t.iterrows()]
-        parts.append(f"<h4>{esc(name)}</h4>" + _table(rows, ["year", *[str(m) for m in range(1, 13)], "year"], "months"))
-
-    parts.append("<h2>Factor analysis</h2>")
-    if analysis:
-        cov = analysis["coverage"]
-        parts.append(f"<p>column <b>{esc(analysis['column'])}</b>: {cov['rows_used']} of {cov['panel_rows']} panel rows used, "
-                     f"{cov['sessions']} sessions, {cov['instruments']} instruments ({esc(str(cov['first']))} .. {esc(str(cov['last']))}); "
-                     f"forward returns {esc(analysis['price'])} to {esc(analysis['price'])}</p>")
-        rows = []
-        for h in analysis["horizons"]:
-            ic, rk = analysis["ic_summary"]["ic"][h], analysis["ic_summary"]["rank_ic"][h]
-            rows.append([f"<td>{esc(h)}</td>", _td(ic["mean"]), _td(rk["mean"]), _td(rk["icir"], ".3f"), _td(rk["t_stat"], ".2f"),
-                         _td(rk["n"], ".0f"), _td(analysis["long_short"]["mean"].get(h), ".5f"),
-                         _td(analysis["turnover"]["mean"].get("top"), ".3f")])
-        parts.append(_table(rows, ["horizon", "IC", "Rank IC", "ICIR", "t", "sessions", "long-short", "top-quantile turnover"], "ic"))
-        parts.append("<h3>IC by session</h3>" + _img(imgs.get("ic_session"), "rank IC by session"))
-        parts.append("<h3>IC by horizon</h3>" + _img(imgs.get("ic_horizon"), "IC decay"))
-        parts.append("<h3>Quantile returns</h3>" + _img(imgs.get("quantiles"), "quantile returns"))
-    else:
-        parts.append("<p>no analysis</p>")
-
-    parts.append(f"<h2>Article {esc(feature)} over time</h2>" + _img(imgs.get("distribution"), f"{feature} distribution"))
-    hl = figs["headlines"]
-    parts.append(f"<h2>Latest session ({esc(str(hl['session']))}): highest and lowest {esc(feature)}</h2>")
-    for label, key in (("highest", "top"), ("lowest", "bottom")):
-        rows = [[_td(r["value"]), f"<td>{esc(r['instruments'])}</td>", f"<td class='text'>{esc(r['headline'])}</td>"] for r in hl[key]]
-        parts.append(f"<h3>{label}</h3>" + (_table(rows, [feature, "instruments", "headline"], "news") if rows else "<p>none</p>"))
-
-    style = ("body{font-family:sans-serif;margin:2em;max-width:1100px}table{border-collapse:collapse;margin:0.5em 0}"
-             "td,th{border:1px solid #ccc;padding:2px 8px;text-align:right}td.text{text-align:left}"
-             ".flag{background:#fdd;font-weight:bold}.neg{color:#b00}.err{text-align:left;color:#b00}")
-    return (f'<!DOCTYPE html>\n<html lang="zh"><head><meta charset="utf-8"><title>{esc(title)}</title>'
-            f"<style>{style}</style></head><body>\n" + "\n".join(parts) + "\n</body></html>\n")
+    tables = []
+    for key, value in info.items():
+        if isinstance(value, dict):
+            heading, k_col, v_col, spec = INFO_TABLES.get(key, (key, "key", "value", ".4f"))
+            tables.append({"title": heading, "head": [k_col, v_col], "rows": list(value.items()), "spec": spec,
+                           "cls": key})
+    keys = list(next((b["summary"] for b in backtests if b.get("summary")), {}) or {})
+    month_rows = {name: [(y, [None if pd.isna(v) else 100 * v for v in row]) for y, row in t.iterrows()]
+                  for name, t in months.items()}
+    return render("run_report.html", title=title, facts=[(k, v) for k, v in info.items() if not isinstance(v, dict)],
+                  fact_tables=tables, notes=notes, comparison=comparison, backtests=backtests, summary_keys=keys,
+                  months=month_rows, analysis=analysis, imgs=imgs, headlines=figs["headlines"], feature=feature)

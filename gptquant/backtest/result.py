@@ -6,12 +6,10 @@ line a reader can check; alpha and beta follow empyrical's definitions.
 from __future__ import annotations
 
 import base64
-import html
 import io
 import math
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from ..atomic import atomic_write_text
@@ -73,29 +71,21 @@ class BacktestResult:
         return f"<BacktestResult {len(self.daily)} sessions: {s}>"
 
     def to_html(self, path) -> Path:
-        """One self-contained HTML file (charts inlined as base64 PNG), every text escaped, written atomically."""
+        """One self-contained HTML file (charts inlined as base64 PNG), written atomically; the layout is
+        templates/backtest_report.html, which escapes every value (Jinja2 autoescape)."""
+        from ..templates import frame, render
+
         path = Path(path)
-        esc = html.escape
-        rows = "".join(f"<tr><th>{esc(k)}</th><td>{esc(_fmt(v))}</td></tr>" for k, v in self.summary.items())
-        status = (self.orders.groupby(["status"]).size().rename("orders").to_frame().to_html(escape=True)
-                  if len(self.orders) else "<p>no orders</p>")
-        refused = self.orders[self.orders["status"] != "filled"] if len(self.orders) else self.orders
-        reasons = (refused.assign(why=refused["reason"].str.split(":").str[0]).groupby(["status", "why"]).size()
-                   .rename("orders").to_frame().to_html(escape=True) if len(refused) else "<p>none</p>")
-        trades = self.trades.tail(50).to_html(escape=True, index=False) if len(self.trades) else "<p>no closed trades</p>"
-        doc = f"""<!DOCTYPE html>
-<html><head><meta charset="utf-8"><title>{esc(self.title)}</title>
-<style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:2px 8px;text-align:right}}</style>
-</head><body>
-<h1>{esc(self.title)}</h1>
-<p>{esc(str(self.daily.index[0].date()))} – {esc(str(self.daily.index[-1].date()))}, {len(self.daily)} sessions,
-capital {esc(_fmt(self.capital_base))}, benchmark {esc(self.benchmark or 'none')}</p>
-<table>{rows}</table>
-<h2>Equity</h2><img alt="equity curve" src="data:image/png;base64,{self._equity_png()}">
-<h2>Orders</h2>{status}<h3>Not fully filled, by reason</h3>{reasons}
-<h2>Last closed trades</h2>{trades}
-</body></html>
-"""
+        orders = self.orders
+        refused = orders[orders["status"] != "filled"] if len(orders) else orders
+        by_status = orders.groupby(["status"]).size().rename("orders").to_frame() if len(orders) else orders.iloc[:0]
+        by_reason = (refused.assign(why=refused["reason"].str.split(":").str[0]).groupby(["status", "why"]).size()
+                     .rename("orders").to_frame() if len(refused) else refused.iloc[:0])
+        doc = render("backtest_report.html", title=self.title, first=self.daily.index[0].date(),
+                     last=self.daily.index[-1].date(), sessions=len(self.daily), capital=self.capital_base,
+                     benchmark=self.benchmark, summary=self.summary, equity_png=self._equity_png(),
+                     orders_by_status=frame(by_status), refused_by_reason=frame(by_reason),
+                     trades=frame(self.trades.tail(50), index=False))
         atomic_write_text(path, doc)
         return path
 
@@ -132,8 +122,3 @@ capital {esc(_fmt(self.capital_base))}, benchmark {esc(self.benchmark or 'none')
             self.to_html(folder / "report.html")
         return folder
 
-
-def _fmt(v) -> str:
-    if isinstance(v, (float, np.floating)):
-        return "nan" if not math.isfinite(v) else f"{v:,.4f}"
-    return str(v)
