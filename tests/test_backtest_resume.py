@@ -226,3 +226,32 @@ def test_a_tampered_or_foreign_checkpoint_is_not_loaded(tmp_path, monkeypatch):
     assert "refused to load posix.system" in refused.resume_note or "refused to load os.system" in refused.resume_note
     assert not marker.exists()
     same(refused, full)
+
+
+def test_resume_on_another_backtrader_fails_loudly_naming_both_versions(tmp_path, monkeypatch):
+    """Resume restores backtrader's private state, so it runs only on the release setup.cfg pins: another one is
+    an error at load (and at save) naming both versions, never a silently wrong resumed result."""
+    import configparser
+    import re
+
+    from gptquant.backtest import resume
+    from gptquant.errors import GptquantError
+
+    cfg = configparser.ConfigParser()
+    cfg.read(Path(__file__).resolve().parents[1] / "setup.cfg")
+    assert f"backtrader=={resume.BACKTRADER}" in cfg["options.extras_require"]["backtest"].split()
+    assert bt.__version__ == resume.BACKTRADER
+    bars, panel = market()
+    cp = tmp_path / "cp.pkl"
+    run_topk(bars, panel, DAYS[-1], cp)
+    saved = cp.read_bytes()
+    opened = resume.Checkpoints(tmp_path / "new.pkl", "key", ["link"])  # opened before the version changed
+    opened.saved = {0: ("link", b"state")}
+    monkeypatch.setattr(bt, "__version__", "1.9.80.1")
+    message = re.escape(f"built for backtrader {resume.BACKTRADER}") + ".*" + re.escape("backtrader 1.9.80.1 is installed")
+    with pytest.raises(GptquantError, match=message):
+        run_topk(bars, panel, DAYS[-1], cp)  # loading
+    with pytest.raises(GptquantError, match=message):
+        opened.write()  # saving
+    assert cp.read_bytes() == saved and not (tmp_path / "new.pkl").exists()
+    assert run_topk(bars, panel, DAYS[-1]).summary  # without checkpoints backtrader's public API is enough

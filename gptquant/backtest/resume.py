@@ -32,8 +32,10 @@ from backtrader.lineroot import LineRoot
 from backtrader.metabase import AutoInfoClass
 
 from ..atomic import atomic_write_bytes
+from ..errors import GptquantError
 
 FORMAT = 1
+BACKTRADER = "1.9.78.123"  # the release whose private hooks resume moves and restores (setup.cfg pins it)
 LAST = 5  # checkpoints at each of the last sessions (new news lands there) ...
 EVERY = 60  # ... and every 60th session before (about a quarter: a revision further back costs little more)
 _STRUCTURE = (LineRoot, bt.LineBuffer, bt.Cerebro, bt.BrokerBase, AutoInfoClass, bt.Sizer)
@@ -101,10 +103,20 @@ def run_key(**parts) -> str | None:
     return hashlib.sha256(pickle.dumps(sorted((k, repr(v)) for k, v in parts.items()))).hexdigest()[:24]
 
 
+def check_backtrader() -> None:
+    """Refuse to load or save checkpoints under another backtrader: resume moves its clocks and restores its
+    private order and trade books, which a release may reshape without notice (a wrong result, not an error)."""
+    if bt.__version__ != BACKTRADER:
+        raise GptquantError(f"backtest resume is built for backtrader {BACKTRADER} (it restores backtrader's private "
+                            f"state), but backtrader {bt.__version__} is installed: pip install backtrader=={BACKTRADER}, "
+                            "or run the backtest without checkpoints")
+
+
 class Checkpoints:
     """One backtest's checkpoint file: where to resume from, what to save, and the save/restore itself."""
 
     def __init__(self, path, key: str, chain: list[str], modules: tuple = ()):
+        check_backtrader()
         self.path, self.key, self.chain, self.modules = Path(path), key, chain, tuple(modules)
         n = len(chain)
         self.save_at = {i for i in range(n) if i >= n - LAST or i % EVERY == EVERY - 1}
@@ -142,6 +154,7 @@ class Checkpoints:
         return data if isinstance(data, dict) and data.get("format") == FORMAT else None
 
     def write(self) -> None:
+        check_backtrader()
         if self.saved:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             atomic_write_bytes(self.path, _sign(pickle.dumps({"format": FORMAT, "key": self.key, "saved": self.saved},
