@@ -71,7 +71,7 @@ def test_cli_runs_a_config_and_writes_every_output(project, capsys):
     out = project / "out"
     assert main(["backtest", str(project / "bt.toml"), "--out", str(out)]) == 0
     summary = json.loads((out / "summary.json").read_text())
-    assert set(summary) == {"annual_return", "sharpe", "max_drawdown", "alpha", "beta", "information_ratio", "win_rate",
+    assert set(summary) == {"annual_return", "volatility", "sharpe", "max_drawdown", "alpha", "beta", "information_ratio", "win_rate",
                             "turnover", "total_return", "benchmark_return"}
     daily = pd.read_csv(out / "daily.csv", index_col=0)
     assert len(daily) == len(sessions("2021-03-02", "2021-04-30"))

@@ -15,7 +15,7 @@ import pandas as pd
 from ..atomic import atomic_write_text
 
 YEAR = 252
-SUMMARY_KEYS = ("annual_return", "sharpe", "max_drawdown", "alpha", "beta", "information_ratio", "win_rate",
+SUMMARY_KEYS = ("annual_return", "volatility", "sharpe", "max_drawdown", "alpha", "beta", "information_ratio", "win_rate",
                 "turnover", "total_return", "benchmark_return")
 
 
@@ -23,10 +23,10 @@ def metrics(returns: pd.Series, benchmark: pd.Series | None = None, trades: pd.D
             turnover: pd.Series | None = None) -> dict:
     """Summary metrics as fractions.
 
-    annual_return: compounded; sharpe / information_ratio: mean/std × √252; max_drawdown: the worst
-    peak-to-trough fall (≤ 0); beta: cov(r, b)/var(b); alpha: (1 + mean(r − beta·b))^252 − 1;
+    annual_return: compounded; volatility: std × √252; sharpe / information_ratio: mean/std × √252;
+    max_drawdown: the worst peak-to-trough fall (≤ 0); beta: cov(r, b)/var(b); alpha: (1 + mean(r − beta·b))^252 − 1;
     win_rate: share of closed trades with a positive net P&L; turnover: mean daily
-    (bought + sold) / 2 / portfolio value.
+    (bought + sold) / 2 / portfolio value. tests/test_backtest_empyrical.py checks these against empyrical.
     """
     r = returns.astype(float)
     n = len(r)
@@ -35,6 +35,7 @@ def metrics(returns: pd.Series, benchmark: pd.Series | None = None, trades: pd.D
     out["total_return"] = growth - 1
     out["annual_return"] = growth ** (YEAR / n) - 1 if n else math.nan
     sd = r.std(ddof=1)
+    out["volatility"] = float(sd * math.sqrt(YEAR)) if n > 1 else math.nan
     out["sharpe"] = float(r.mean() / sd * math.sqrt(YEAR)) if n > 1 and sd > 0 else math.nan
     curve = (1 + r).cumprod()
     out["max_drawdown"] = float((curve / curve.cummax().clip(lower=1.0) - 1).min()) if n else math.nan
