@@ -4,8 +4,12 @@ A config is checked against a schema before anything runs, so a typo (`halflive`
 dotted key instead of a default silently used. Strings may use `${VAR}` and `${VAR:-default}`; paths in
 a config are relative to the config file's folder (`resolve_path`).
 
-Schema: a dict of key -> spec, where spec is ANY (any value, tables included), a set of leaf names, a dict
-(a nested table) or a one-element list `[table spec]` (an array of tables, `[[name]]` in TOML).
+Schema: a dict of key -> spec, where spec is ANY (any value, tables included), a type (int, float, str, bool,
+list[int], dict, str | list[str], ...), a set of leaf names (any values), a dict (a nested table) or a
+one-element list `[table spec]` (an array of tables, `[[name]]` in TOML). Types are checked at load by a
+msgspec Struct built from the schema (forbid_unknown_fields), so `quantiles = "five"` fails in milliseconds
+as `analysis.quantiles: expected int, got str` instead of deep inside a run; a value from ${VAR} is read as
+the type it must have ("5" for an int).
 """
 from __future__ import annotations
 
@@ -43,7 +47,51 @@ def load_toml(path, schema: dict, required=(), overrides: dict | None = None) ->
     for need in required:
         if _get(config, need) is None:
             raise GptquantError(f"{path}: missing {need}")
-    return expand(config, ""), hashlib.sha256(raw).hexdigest()[:16]
+    return typed(expand(config, ""), schema, path), hashlib.sha256(raw).hexdigest()[:16]
+
+
+def typed(config: dict, schema: dict, path) -> dict:
+    """`config` converted to the schema's types (a wrong type is an error naming its dotted key)."""
+    import msgspec
+
+    try:
+        return _plain(msgspec.convert(config, _struct(schema, "Config"), strict=False))
+    except msgspec.ValidationError as exc:
+        what, _, where = str(exc).partition(" - at `$")
+        what = what.replace("`", "")
+        raise GptquantError(f"{path}: {where.strip('.`') or 'config'}: {what[:1].lower()}{what[1:]}") from None
+
+
+def _struct(schema: dict, name: str):
+    import msgspec
+
+    fields = [(f"f{i}", _type(spec, f"{name}_{i}"), msgspec.UNSET) for i, spec in enumerate(schema.values())]
+    return msgspec.defstruct(name, fields, rename={f"f{i}": key for i, key in enumerate(schema)},
+                             forbid_unknown_fields=True)
+
+
+def _type(spec, name: str):
+    from typing import Any
+
+    if spec is ANY:
+        return Any
+    if isinstance(spec, list):
+        return list[_struct(_as_schema(spec[0]), name)]
+    if isinstance(spec, (set, frozenset, dict)):
+        return _struct(_as_schema(spec), name)
+    return spec
+
+
+def _plain(value):
+    """A converted Struct back to dicts, keys the config did not set left out."""
+    import msgspec
+
+    if isinstance(value, msgspec.Struct):
+        names = zip(value.__struct_fields__, value.__struct_encode_fields__)
+        return {key: _plain(getattr(value, f)) for f, key in names if getattr(value, f) is not msgspec.UNSET}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
 
 
 def _unknown(table: dict, schema, where: str, path):
@@ -53,7 +101,7 @@ def _unknown(table: dict, schema, where: str, path):
             yield name
             continue
         spec = schema[key]
-        if spec is ANY:
+        if not isinstance(spec, (dict, set, frozenset, list)):  # ANY or a leaf type (checked by typed())
             continue
         if isinstance(spec, list):
             if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):

@@ -210,6 +210,32 @@ def test_config_expands_environment_variables_and_rejects_unknown_keys(tmp_path,
         load_config(path)
 
 
+def test_a_wrong_type_fails_at_load_naming_its_key_before_any_work(world, tmp_path, monkeypatch):
+    """`quantiles = "five"` used to pass loading, score every article and build the panel, then die in
+    int() with no key name; now loading refuses it, and the run never starts."""
+    import time
+
+    config = write_config(tmp_path, world)
+    good = config.read_text(encoding="utf-8")
+    config.write_text(good.replace("horizons = [1, 5]", 'horizons = [1, 5]\nquantiles = "five"'), encoding="utf-8")
+    t0 = time.perf_counter()
+    with pytest.raises(GptquantError, match=r"tiny.toml: analysis\.quantiles: expected int, got str"):
+        load_config(config)
+    print(f"wrong type refused in {1000 * (time.perf_counter() - t0):.1f} ms")
+    scorer = LexiconScorer()
+    with pytest.raises(GptquantError, match="analysis.quantiles"):
+        run_nightly(config, scorer=scorer, progress=False)
+    assert scorer.calls == 0 and not (tmp_path / "runs").exists()
+    config.write_text(good.replace("rebalance_every = 1 }", 'rebalance_every = 1 }\ncapital_base = "lots"'), encoding="utf-8")
+    with pytest.raises(GptquantError, match=r"backtest\[0\]\.capital_base: expected float, got str"):
+        load_config(config)
+    # a value from ${VAR} is read as the type its key needs
+    monkeypatch.setenv("GQ_TEST_QUANTILES", "4")
+    config.write_text(good.replace("horizons = [1, 5]", 'horizons = [1, 5]\nquantiles = "${GQ_TEST_QUANTILES}"'),
+                      encoding="utf-8")
+    assert load_config(config)["analysis"]["quantiles"] == 4
+
+
 def test_compare_flags_only_changes_beyond_their_threshold():
     prev = {"backtests": [{"name": "a", "status": "ok", "summary": {"sharpe": 1.0, "max_drawdown": -0.10}}],
             "analysis": {"rank_ic": {"1D": 0.05}}}

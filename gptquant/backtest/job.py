@@ -18,13 +18,14 @@ from ..config import ANY, load_toml, resolve_path
 from ..errors import GptquantError
 from ..tables import read_table
 
-SCHEMA = {
-    "title": ANY, "sweep": ANY,
-    "data": {"bars", "volume_unit", "instruments", "max_instruments", "benchmark", "benchmark_data"},
-    "panel": {"path", "momentum", "panel_at", "columns"},
-    "backtest": {"start", "end", "capital_base", "checkpoints"},
-    "strategy": {"module", "class", "params"},
-    "output": {"dir"},
+SCHEMA = {  # typed: a wrong type fails at load naming its key (gptquant.config); dates stay ANY (TOML date or text)
+    "title": str, "sweep": ANY,
+    "data": {"bars": str, "volume_unit": str, "instruments": str | list[str], "max_instruments": int,
+             "benchmark": str, "benchmark_data": str},
+    "panel": {"path": str, "momentum": int, "panel_at": str, "columns": list[str]},
+    "backtest": {"start": ANY, "end": ANY, "capital_base": float, "checkpoints": str},
+    "strategy": {"module": str, "class": str, "params": dict},
+    "output": {"dir": str},
 }
 REQUIRED = ("data.bars", "backtest.start", "backtest.end", "strategy.module")
 
@@ -32,10 +33,12 @@ REQUIRED = ("data.bars", "backtest.start", "backtest.end", "strategy.module")
 def load_config(path) -> dict:
     """A backtest (or sweep) config, checked: unknown keys (rules included) refused by their dotted name."""
     from dataclasses import fields
+    from typing import get_type_hints
 
     from .broker import Rules
 
-    return load_toml(path, dict(SCHEMA, rules={f.name for f in fields(Rules)}), REQUIRED)[0]
+    types = get_type_hints(Rules)
+    return load_toml(path, dict(SCHEMA, rules={f.name: types[f.name] for f in fields(Rules)}), REQUIRED)[0]
 
 
 def run_config(config: dict, base: Path, overrides: dict | None = None):

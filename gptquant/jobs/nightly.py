@@ -41,16 +41,19 @@ from pathlib import Path
 from ..config import ANY, load_toml, resolve_path
 from ..errors import GptquantError
 
-SCHEMA = {
-    "title": ANY, "root": ANY, "workers": ANY, "compare": ANY,
-    "news": {"sources", "source", "start", "end"},
-    "prices": {"bars", "volume_unit", "benchmark", "benchmark_data"},
-    "model": {"bundle", "threads", "batch_size", "batch_tokens", "cache", "engine", "workers", "address"},
-    "panel": {"cutoff", "halflife", "aggregates", "columns", "carry", "ai_score_max", "ai_weight", "start", "end"},
-    "analysis": {"column", "horizons", "quantiles", "price", "min_assets"},
-    "backtest": [{"name", "module", "class", "params", "rules", "start", "end", "capital_base", "universe",
-                  "max_instruments", "panel_at", "columns", "resume"}],
-    "output": {"dir", "history"},
+SCHEMA = {  # typed: a wrong type fails at load naming its key (gptquant.config); dates stay ANY (TOML date or text)
+    "title": str, "root": str, "workers": int, "compare": dict[str, float],
+    "news": {"sources": str | list[str], "source": str, "start": ANY, "end": ANY},
+    "prices": {"bars": str, "volume_unit": str, "benchmark": str, "benchmark_data": str},
+    "model": {"bundle": str, "threads": int, "batch_size": int, "batch_tokens": int, "cache": str, "engine": str,
+              "workers": int, "address": str},
+    "panel": {"cutoff": str, "halflife": float, "aggregates": list[str], "columns": list[str], "carry": int,
+              "ai_score_max": float, "ai_weight": float, "start": ANY, "end": ANY},
+    "analysis": {"column": str, "horizons": list[int], "quantiles": int, "price": str, "min_assets": int},
+    "backtest": [{"name": str, "module": str, "class": str, "params": dict, "rules": dict, "start": ANY, "end": ANY,
+                  "capital_base": float, "universe": str, "max_instruments": int, "panel_at": str,
+                  "columns": list[str], "resume": bool}],
+    "output": {"dir": str, "history": str},
 }
 STAGES = ("load", "score", "panel", "analysis", "backtests", "report", "record")
 SCORE_PART = 256  # articles per scoring part: the cache keeps every finished part if the run is killed
