@@ -10,6 +10,15 @@ from functools import lru_cache
 from pathlib import Path
 
 
+def sha256_file(path, chunk: int = 1 << 20) -> str:
+    """sha256 hex of a file's bytes, read in chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
 @lru_cache(maxsize=1)
 def package_hash() -> str:
     """sha256 over every .py file of the installed gptquant package (relative path and bytes)."""

@@ -41,11 +41,12 @@ def load_config(path) -> dict:
     return load_toml(path, dict(SCHEMA, rules={f.name: types[f.name] for f in fields(Rules)}), REQUIRED)[0]
 
 
-def run_config(config: dict, base: Path, overrides: dict | None = None):
-    """Run one config; `overrides` replaces strategy params (the hook for sweeps)."""
+def run_config(config: dict, base: Path, overrides: dict | None = None, *, bars=None, panel=None):
+    """Run one config; `overrides` replaces strategy params (the hook for sweeps). `bars` and `panel`
+    (DataFrames already loaded by the caller, e.g. the nightly) replace [data] bars and [panel] path."""
     base = Path(base)
     data, bt_cfg, strat_cfg = config["data"], config["backtest"], config["strategy"]
-    inputs = load_inputs(config, base)
+    inputs = load_inputs(config, base, bars=bars, panel=panel)
     bars, panel, instruments, unit = inputs["bars"], inputs["panel"], inputs["instruments"], inputs["unit"]
     start, end, rules, module = inputs["start"], inputs["end"], inputs["rules"], inputs["module"]
     panel_cfg = config.get("panel", {})
@@ -71,9 +72,10 @@ def run_config(config: dict, base: Path, overrides: dict | None = None):
     return result
 
 
-def load_inputs(config: dict, base: Path) -> dict:
+def load_inputs(config: dict, base: Path, *, bars=None, panel=None) -> dict:
     """What every run of a config reads, loaded once: bars (a frame, or a source with the instruments and
-    volume unit the run still applies), panel, start, end, rules and the strategy module."""
+    volume unit the run still applies), panel, start, end, rules and the strategy module. `bars` and
+    `panel` given as DataFrames are used instead of the config's files."""
     import pandas as pd
 
     from ..market.prices import load_bars, momentum_panel
@@ -84,21 +86,18 @@ def load_inputs(config: dict, base: Path) -> dict:
     start, end = pd.Timestamp(bt_cfg["start"]), pd.Timestamp(bt_cfg["end"])
     panel_cfg = config.get("panel", {})
     lookback = int(panel_cfg.get("momentum", 0))
-    bars = data["bars"] if isinstance(data["bars"], pd.DataFrame) else resolve_path(base, data["bars"])
+    bars = bars if bars is not None else resolve_path(base, data["bars"])
     instruments, unit = data.get("instruments"), data.get("volume_unit", "shares")
     if "max_instruments" in data or lookback:  # needs the bars here; otherwise the run loads them once itself
         bars = load_bars(bars, instruments, start - timedelta(days=2 * lookback + 30), end, volume_unit=unit)
         if "max_instruments" in data:
             bars = _most_covered(bars, int(data["max_instruments"]), start, end)
         instruments, unit = None, "shares"
-    if "path" in panel_cfg and lookback:
+    if ("path" in panel_cfg or panel is not None) and lookback:
         raise GptquantError("[panel]: give either path or momentum, not both")
-    panel = None
-    if isinstance(panel_cfg.get("path"), pd.DataFrame):
-        panel = panel_cfg["path"]
-    elif "path" in panel_cfg:
+    if panel is None and "path" in panel_cfg:
         panel = read_table(resolve_path(base, panel_cfg["path"]), "panel", formats={".parquet", ".pq"})
-    elif lookback:
+    elif panel is None and lookback:
         panel = momentum_panel(bars, lookback)
     if panel is not None and "columns" in panel_cfg:
         missing = [c for c in panel_cfg["columns"] if c not in panel.columns]
