@@ -8,26 +8,11 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+from conftest import planted
 from gptquant.analysis.factor import (_factor_data, analyze, factor_ic, factor_turnover, forward_returns, ic_summary,
                                       long_short, quantile_returns)
 from gptquant.errors import GptquantError
 from gptquant.market.calendar import sessions
-
-
-def planted(n_days=70, n_inst=24, strength=0.004, seed=3, missing=0.1):
-    """Opens whose next-session return is strength * signal + noise; the panel holds the signal (with gaps)."""
-    rng = np.random.default_rng(seed)
-    days = sessions("2024-01-01", "2024-12-31")[:n_days]
-    insts = [f"{600000 + i:06d}.SH" for i in range(n_inst)]
-    sig = rng.normal(size=(n_days, n_inst))
-    ret = strength * sig + rng.normal(0, 0.01, (n_days, n_inst))
-    opens = 10 * np.exp(np.vstack([np.zeros(n_inst), np.cumsum(ret, axis=0)]))[:-1]
-    bars = pd.DataFrame({"datetime": np.repeat(days, n_inst), "instrument": np.tile(insts, n_days),
-                         "open": opens.ravel(), "close": opens.ravel() * 1.001})
-    index = pd.MultiIndex.from_arrays([np.repeat(days, n_inst), np.tile(insts, n_days)], names=["datetime", "instrument"])
-    panel = pd.DataFrame({"s": sig.ravel()}, index=index)
-    panel = panel[rng.random(len(panel)) > missing]  # not every instrument has news every day
-    return panel, bars
 
 
 def test_forward_returns_are_open_to_open_from_the_signal_session():

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 
 from gptquant.cli import main
-from test_analysis import planted
+from conftest import planted
 
 
 def test_analyze_cli_writes_json_and_prints_a_table(tmp_path, capsys):

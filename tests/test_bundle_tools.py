@@ -10,7 +10,7 @@ import pytest
 
 from gptquant import bundle as B
 from gptquant.cli import main
-from test_runtime_support import make_bundle
+from conftest import make_bundle
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import subprocess
 import sys
 import types
@@ -13,7 +14,7 @@ import pytest
 from gptquant import bundle as B
 from gptquant.errors import GptquantError, MissingExtra
 from gptquant.runtime import Scorer, load_model
-from test_runtime_support import make_bundle, synth_bundle, words  # noqa: F401  (fixture)
+from conftest import LABELS3, make_bundle, words
 
 FEATURES = ["nll_mean", "nll_std", "ppl", "entropy_mean", "rank_top10", "rank_top100", "rank_top1000",
             "logrank_mean", "fast_detect", "sent_neg", "sent_neu", "sent_pos", "sentiment"]
@@ -208,3 +209,10 @@ def test_load_model_without_torch_names_the_extra(tmp_path, monkeypatch):
         load_model(tmp_path)
     with pytest.raises(GptquantError, match="neither a gptquant bundle"):
         load_model(tmp_path / "cache")
+
+
+def test_synthetic_bundle_verifies_and_lists_contract_outputs(tmp_path):
+    manifest = make_bundle(tmp_path / "b")
+    assert B.verify_bundle(tmp_path / "b")["files"].keys() == {B.MODEL_FILE, B.TOKENIZER_FILE}
+    assert set(B.TOKEN_OUTPUTS) <= set(manifest["outputs"])
+    assert json.loads((tmp_path / "b" / B.MANIFEST).read_text())["labels"] == LABELS3

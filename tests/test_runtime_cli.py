@@ -7,7 +7,7 @@ import pytest
 
 from gptquant.cli import main
 from gptquant.runtime import scorer as scorer_mod
-from test_runtime_support import synth_bundle, words  # noqa: F401  (fixture)
+from conftest import words
 
 
 @pytest.fixture

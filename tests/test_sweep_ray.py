@@ -8,14 +8,14 @@ pytest.importorskip("backtrader")
 ray = pytest.importorskip("ray", reason="Ray is an optional extra: pip install 'gptquant[ray]'")
 
 from gptquant.backtest.sweep import run_sweep  # noqa: E402
-from test_sweep import check_results, project  # noqa: E402,F401  (fixture)
+from conftest import check_sweep_results  # noqa: E402
 
 
 pytestmark = pytest.mark.usefixtures("local_ray")
 
 
-def test_ray_sweep_matches_the_local_run(project, tmp_path):
-    on_ray = run_sweep(project / "sweep.toml", tmp_path / "ray", engine="ray", workers=2, progress=False)
-    check_results(on_ray, tmp_path / "ray")
-    local = run_sweep(project / "sweep.toml", tmp_path / "local", workers=1, progress=False)
+def test_ray_sweep_matches_the_local_run(sweep_project, tmp_path):
+    on_ray = run_sweep(sweep_project / "sweep.toml", tmp_path / "ray", engine="ray", workers=2, progress=False)
+    check_sweep_results(on_ray, tmp_path / "ray")
+    local = run_sweep(sweep_project / "sweep.toml", tmp_path / "local", workers=1, progress=False)
     pd.testing.assert_frame_equal(on_ray.drop(columns="seconds"), local.drop(columns="seconds"), check_dtype=False)
