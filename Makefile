@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.installed
 
-.PHONY: install fonts demo test bench clean
+.PHONY: install fonts demo test test-runtime bench clean
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,5 +24,20 @@ demo: $(STAMP) fonts
 test: $(STAMP)
 	$(PY) -m pytest -q -p no:cacheprovider --durations=15
 
+# the torch-free install: only the runtime dependencies (no torch, transformers, onnx) run the runtime, panel and
+# analysis tests on bundles prebuilt by the full install; a skip there is a failure
+RT_VENV     ?= .venv-runtime
+RT_FIXTURES  = $(RT_VENV)/fixtures
+RT_TESTS     = tests/test_runtime.py tests/test_runtime_cli.py tests/test_bundle_tools.py \
+               tests/test_streaming.py tests/test_engines.py tests/test_news.py tests/test_cache.py tests/test_panel.py \
+               tests/test_panel_cli.py tests/test_analysis.py tests/test_analysis_cli.py
+
+test-runtime: $(STAMP)
+	$(PYTHON) -m venv $(RT_VENV)
+	$(RT_VENV)/bin/python -m pip install -q -e '.[analysis,dev]'
+	$(RT_VENV)/bin/python -c "import importlib.util as u, sys; bad = [m for m in ('torch', 'transformers', 'onnx') if u.find_spec(m)]; sys.exit(f'not torch-free: {bad}' if bad else 0)"
+	rm -rf $(RT_FIXTURES) && $(PY) tests/build_runtime_fixtures.py $(RT_FIXTURES)
+	GPTQUANT_TEST_FIXTURES=$(RT_FIXTURES) GPTQUANT_NO_SKIP=1 $(RT_VENV)/bin/python -m pytest -q -p no:cacheprovider $(RT_TESTS)
+
 clean:
-	rm -rf $(VENV) demo_out .pytest_cache
+	rm -rf $(VENV) $(RT_VENV) demo_out .pytest_cache

@@ -12,7 +12,6 @@ from gptquant.features.pipeline import score_articles
 from gptquant.runtime.engines import open_engine, restore_order
 from gptquant.runtime.scorer import Scorer
 
-pytest.importorskip("torch")  # tiny_bundle is exported by the project's own torch code
 
 
 @pytest.fixture(scope="module")
