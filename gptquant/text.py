@@ -31,7 +31,8 @@ def normalize_text(text: str) -> str:
 
 # ---- instrument codes -------------------------------------------------------------------------
 
-_CODE = re.compile(r"^\s*(?:(SH|SZ|BJ)\s*)?(\d{6})(?:\s*\.\s*(SH|SZ|BJ|SHA|SZA|BJA|SS|XSHG|XSHE))?\s*$", re.I)
+_CODE = re.compile(r"^\s*(?:(SH|SZ|BJ)\s*)?([0-9]{6})(?:\s*\.\s*(SH|SZ|BJ|SHA|SZA|BJA|SS|XSHG|XSHE))?\s*$", re.I | re.A)
+_FULLWIDTH_CODE = {**_FULLWIDTH_ALNUM, 0xFF0E: 0x2E}  # full-width letters, digits, '．'; ideographic space
 _SUFFIX = {"SH": "SH", "SHA": "SH", "SS": "SH", "XSHG": "SH", "SZ": "SZ", "SZA": "SZ", "XSHE": "SZ", "BJ": "BJ", "BJA": "BJ"}
 
 
@@ -54,7 +55,7 @@ def normalize_code(code) -> str:
         code = f"{code:06d}"
     if not isinstance(code, str):
         raise ValueError(f"instrument code must be a string, got {code!r}")
-    m = _CODE.match(code)
+    m = _CODE.match(code.translate(_FULLWIDTH_CODE))  # ６００５１９．ＳＨ is 600519.SH; other scripts' digits are not
     if not m:
         raise ValueError(f"not an A-share instrument code: {code!r}")
     prefix, digits, suffix = m.groups()

@@ -44,12 +44,14 @@ def test_bom_and_gb18030_csv_decode(tmp_path, encoding):
     assert arts["article_id"].tolist() == [1, 2, 3]
 
 
-def test_undecodable_bytes_name_file_and_offset(tmp_path):
+def test_undecodable_row_is_rejected_naming_line_and_offset(tmp_path):
     path = tmp_path / "bad.csv"
     good = "datetime,text,instrument\n2021-03-01,abc,600000\n".encode()
     path.write_bytes(good + b"2021-03-02,\xff\xff\xff,600000\n")
-    with pytest.raises(GptquantError, match=rf"bad\.csv.*offset {len(good) + 11}"):
-        read_news(path)
+    arts, rej = read_news(path)  # the bad row alone is rejected, with its line and byte offset
+    assert arts["text"].tolist() == ["abc"]
+    assert rej["row"].tolist() == [2]
+    assert f"line 3: neither UTF-8 (bad byte at offset {len(good) + 11})" in rej["reason"].iloc[0]
 
 
 def test_each_bad_row_kind_is_rejected_with_its_row_number(tmp_path):

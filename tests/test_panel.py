@@ -179,7 +179,7 @@ def test_ai_score_drop_and_downweight():
 def test_every_article_is_used_or_rejected_with_a_reason():
     feats, news = tables([
         ("2024-01-02 08:00", [A], 1.0),
-        ("2035-01-02 08:00", [A], 1.0),  # beyond the calendar
+        ("2099-01-02 08:00", [A], 1.0),  # beyond the calendar and its weekday extension
         ("2024-01-02 08:00", [], 1.0),  # no codes
         ("2024-01-02 08:00", [B], 1.0),  # features missing (dropped below)
     ])
@@ -221,7 +221,7 @@ def test_qlib_frame_has_score_on_datetime_instrument():
 
 
 def test_nothing_usable_gives_an_empty_panel_with_the_columns():
-    feats, news = tables([("2035-01-02 08:00", [A], 1.0)])
+    feats, news = tables([("2099-01-02 08:00", [A], 1.0)])
     p, rejects = build_panel(feats, news, return_rejects=True)
     assert p.empty and p.index.names == ["datetime", "instrument"]
     assert list(p.columns) == [f"sentiment_{a}" for a in ("mean", "sum", "count", "maxabs", "ewm")]

@@ -29,6 +29,7 @@ def configure(verb, parser):
 def run(args) -> int:
     import pandas as pd
 
+    from ..atomic import atomic_write_text
     from ..runtime.news import read_news
     from .panel import build_panel, to_qlib, write_parquet
 
@@ -37,21 +38,23 @@ def run(args) -> int:
         raise GptquantError(f"{out.parent}: output directory does not exist")
     features = read_table(args.features, "features", formats={".parquet", ".pq", ".csv"})
     news, news_rejects = read_news(args.news)
+    rejects_path = Path(args.rejects) if args.rejects else out.with_suffix(".rejects.csv")
     split = lambda s: [x.strip() for x in s.split(",") if x.strip()] if s else None  # noqa: E731
-    panel, rejects = build_panel(features, news, cutoff=args.cutoff, aggregates=split(args.aggregates), halflife=args.halflife,
-                                 columns=split(args.columns), ai_score_max=args.ai_score_max, ai_weight=args.ai_weight,
-                                 start=args.start, end=args.end, carry=args.carry, return_rejects=True)
+    panel, rejects = (None, news_rejects.iloc[:0].assign(datetime=None)) if news.empty else build_panel(
+        features, news, cutoff=args.cutoff, aggregates=split(args.aggregates), halflife=args.halflife,
+        columns=split(args.columns), ai_score_max=args.ai_score_max, ai_weight=args.ai_weight,
+        start=args.start, end=args.end, carry=args.carry, return_rejects=True)
+    all_rejects = pd.concat([news_rejects.assign(stage="read"), rejects.assign(stage="panel")], ignore_index=True)
+    if len(all_rejects):
+        atomic_write_text(rejects_path, all_rejects.to_csv(index=False))
+    else:
+        rejects_path.unlink(missing_ok=True)  # a stale file from an earlier run would misreport this one
+    if panel is None or panel.attrs["gptquant_panel"]["articles_used"] == 0:
+        raise GptquantError(f"{args.news}: no news row reached the panel ({len(all_rejects)} rejected, "
+                            f"see {rejects_path})")
     frame = to_qlib(panel, args.score_column) if args.qlib else panel
     write_parquet(frame, out)
 
-    all_rejects = pd.concat([news_rejects.assign(stage="read"),
-                             rejects.assign(stage="panel")],
-                            ignore_index=True)
-    rejects_path = Path(args.rejects) if args.rejects else out.with_suffix(".rejects.csv")
-    if len(all_rejects):
-        from ..bundle import atomic_write_text
-
-        atomic_write_text(rejects_path, all_rejects.to_csv(index=False))
     n_in = len(news) + len(news_rejects)
     used = panel.attrs["gptquant_panel"]["articles_used"]
     days = panel.index.get_level_values("datetime")

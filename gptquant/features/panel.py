@@ -85,7 +85,7 @@ def _join_keys(features: pd.DataFrame, news: pd.DataFrame) -> tuple[pd.Series, p
 
 def align_articles(features: pd.DataFrame, news: pd.DataFrame, cutoff: str = DEFAULT_CUTOFF, columns=None,
                    ai_score_max: float | None = None, ai_weight: float | None = None,
-                   end=None) -> tuple[pd.DataFrame, pd.DataFrame]:
+                   end=None, extra_holidays=None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """One row per (article, instrument) with its session, weight and feature values; plus the rejects.
 
     Returns (rows, rejects): rows has article_id, session, instrument, weight and the feature columns;
@@ -119,10 +119,10 @@ def align_articles(features: pd.DataFrame, news: pd.DataFrame, cutoff: str = DEF
     keep = list(dict.fromkeys(columns + (["ai_score"] if "ai_score" in features.columns and (ai_score_max is not None or ai_weight is not None) else [])))
     feats = features[keep].set_axis(pd.Index(fkey.to_numpy(), name="article_id"), axis=0)
     arts = pd.DataFrame({"article_id": nkey.to_numpy(), "datetime": _local_times(news["datetime"])})
-    arts["session"] = align_to_sessions(arts["datetime"], cutoff)
+    arts["session"] = align_to_sessions(arts["datetime"], cutoff, extra_holidays)
     arts["instruments"] = [_codes(v) for v in news["instruments"].tolist()]
 
-    first = _all_sessions()[0]
+    first = _all_sessions(extra_holidays)[0]
     reason = pd.Series("", index=arts.index, dtype=object)
     has_feat = arts["article_id"].isin(feats.index)
     reason[~has_feat] = "no features for this article_id"
@@ -131,7 +131,7 @@ def align_articles(features: pd.DataFrame, news: pd.DataFrame, cutoff: str = DEF
     reason[(reason == "") & arts["session"].isna()] = "after the XSHG calendar's last session"
     if end is not None:
         reason[(reason == "") & (arts["session"] > pd.Timestamp(end).normalize())] = f"session after end {pd.Timestamp(end).date()}"
-    reason[(reason == "") & (arts["instruments"].str.len() == 0)] = "no instrument codes"
+    reason[(reason == "") & (arts["instruments"].map(len) == 0)] = "no instrument codes"
     if ai_score_max is not None:
         ai = arts["article_id"].map(feats["ai_score"])
         reason[(reason == "") & (ai > ai_score_max)] = f"ai_score above {ai_score_max}"
@@ -164,13 +164,14 @@ def _decayed_sums(values: np.ndarray, lam: float) -> np.ndarray:
 
 def build_panel(features: pd.DataFrame, news: pd.DataFrame, cutoff: str = DEFAULT_CUTOFF, aggregates=AGGREGATES,
                 halflife: float = 3, columns=None, ai_score_max: float | None = None, ai_weight: float | None = None,
-                start=None, end=None, carry: int | None = None, return_rejects: bool = False):
+                start=None, end=None, carry: int | None = None, return_rejects: bool = False, extra_holidays=None):
     """The daily panel: a DataFrame indexed by (datetime, instrument), sorted, with `<feature>_<aggregate>` columns.
 
     features: article_id + numeric feature columns (the scorer's output); news: article_id, datetime
     (naive = Asia/Shanghai), instruments (list of codes). Articles of sessions before `start` still feed
     the carried `_ewm` value; rows are kept for sessions in [start, end]. Rejected news articles are logged
-    and, with return_rejects=True, returned: `(panel, rejects)`.
+    and, with return_rejects=True, returned: `(panel, rejects)`. extra_holidays: dates that are not
+    sessions although the XSHG calendar (or, past its horizon, the weekday rule) says they are.
     """
     aggregates = tuple(aggregates)
     unknown = [a for a in aggregates if a not in AGGREGATES]
@@ -179,14 +180,14 @@ def build_panel(features: pd.DataFrame, news: pd.DataFrame, cutoff: str = DEFAUL
     if not (halflife > 0):
         raise GptquantError(f"halflife must be > 0 sessions, got {halflife}")
     rows, rejects = align_articles(features, news, cutoff=cutoff, columns=columns, ai_score_max=ai_score_max,
-                                   ai_weight=ai_weight, end=end)
+                                   ai_weight=ai_weight, end=end, extra_holidays=extra_holidays)
     cols = [c for c in rows.columns if c not in ("article_id", "session", "instrument", "weight")]
     if len(rejects):
         counts = rejects["reason"].value_counts()
         log.warning("panel: %d of %d news articles not used (%s)", len(rejects), len(news),
                     "; ".join(f"{r}: {n}" for r, n in counts.items()))
 
-    sessions = _all_sessions()
+    sessions = _all_sessions(extra_holidays)
     if rows.empty:
         grid, instruments = sessions[:0], pd.Index([], dtype=str)
     else:

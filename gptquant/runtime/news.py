@@ -5,7 +5,6 @@ Every input row ends up in exactly one of the two outputs: a row we cannot use i
 """
 from __future__ import annotations
 
-import io
 import json
 import math
 import re
@@ -15,7 +14,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..csvrows import read_header
+from ..encoding import iter_lines
 from ..errors import GptquantError
+from .dates import DATE_ORDERS, parse_datetimes as _parse_datetimes
 from ..text import normalize_code, normalize_text, split_codes
 
 ARTICLE_COLUMNS = ["article_id", "row", "datetime", "text", "instruments", "source"]
@@ -25,15 +27,20 @@ _BARE_CODE = re.compile(r"^\s*\d{6}\s*$")
 
 
 def read_news(source, *, text_column: str | None = None, require_meta: bool = True,
-              name: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+              name: str | None = None, date_order: str | None = None,
+              pre_rejects: pd.DataFrame | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Read a news table; returns (articles, rejects).
 
     articles: article_id, row, datetime (naive Asia/Shanghai), text, instruments (list of canonical
     codes), source. rejects: row, article_id, reason. With require_meta=False the datetime and code
     columns may be absent or empty (plain scoring needs only text); present but unparseable values are
-    still rejected.
+    still rejected. date_order ('dmy' or 'mdy') says how to read dates like 03/04/2024; without it they
+    are rejected as ambiguous. pre_rejects: rows already rejected while parsing (streaming chunks).
     """
-    loaded_name, df, pre_rejects = _load(source)
+    if date_order not in DATE_ORDERS:
+        raise GptquantError(f"date_order must be one of {', '.join(map(str, DATE_ORDERS))}, got {date_order!r}")
+    loaded_name, df, loaded_rejects = _load(source)
+    pre_rejects = loaded_rejects if pre_rejects is None else pre_rejects
     name = name or loaded_name
     if not isinstance(df, pd.DataFrame):
         raise GptquantError(f"{name}: expected a table, got {type(df).__name__}")
@@ -60,7 +67,7 @@ def read_news(source, *, text_column: str | None = None, require_meta: bool = Tr
             reasons[i].append("empty text")
 
     if dt_col is not None:
-        times, dt_reasons = _parse_datetimes(df[dt_col].tolist(), required=require_meta)
+        times, dt_reasons = _parse_datetimes(df[dt_col].tolist(), required=require_meta, date_order=date_order)
         for i, r in enumerate(dt_reasons):
             if r:
                 reasons[i].append(r)
@@ -105,7 +112,7 @@ STREAM_CHUNK_ROWS = 65_536
 
 
 def iter_news(source, *, chunk_rows: int = STREAM_CHUNK_ROWS, text_column: str | None = None,
-              require_meta: bool = True):
+              require_meta: bool = True, date_order: str | None = None):
     """Yield (articles, rejects) chunk by chunk, as read_news would give for the whole table (same global
     row numbers and article ids), so a file of millions of rows never sits in memory whole.
 
@@ -116,18 +123,20 @@ def iter_news(source, *, chunk_rows: int = STREAM_CHUNK_ROWS, text_column: str |
         raise GptquantError(f"chunk_rows must be a positive integer, got {chunk_rows!r}")
     kind = None if isinstance(source, pd.DataFrame) else _stream_kind(Path(source))
     if kind is None:
-        yield read_news(source, text_column=text_column, require_meta=require_meta)
+        yield read_news(source, text_column=text_column, require_meta=require_meta, date_order=date_order)
         return
     path = Path(source)
     use_ids = _ids_usable(path, kind)
     offset = 0
-    for raw in _raw_chunks(path, kind, chunk_rows):
+    for raw, pre in _raw_chunks(path, kind, chunk_rows):
         raw = raw.reset_index(drop=True)
-        raw["__row__"] = np.arange(offset + 1, offset + len(raw) + 1, dtype="int64")
-        offset += len(raw)
+        if "__row__" not in raw.columns:  # Parquet: every row is a data row
+            raw["__row__"] = np.arange(offset + 1, offset + len(raw) + 1, dtype="int64")
+        offset += len(raw) + len(pre)
         if not use_ids and "id" in raw.columns:
             raw = raw.drop(columns="id")
-        yield read_news(raw, text_column=text_column, require_meta=require_meta, name=str(path))
+        yield read_news(raw, text_column=text_column, require_meta=require_meta, name=str(path),
+                        date_order=date_order, pre_rejects=pre)
 
 
 def _stream_kind(path: Path) -> str | None:
@@ -138,46 +147,46 @@ def _stream_kind(path: Path) -> str | None:
 
 
 def _raw_chunks(path: Path, kind: str, chunk_rows: int, columns=None):
-    """Raw string tables of at most chunk_rows rows."""
+    """(raw string table of at most chunk_rows rows, rejects found while parsing those rows)."""
     if kind == "parquet":
         import pyarrow.parquet as pq
 
+        empty = pd.DataFrame(columns=REJECT_COLUMNS)
         try:
             for batch in pq.ParquetFile(path).iter_batches(batch_size=chunk_rows, columns=columns):
-                yield batch.to_pandas()
+                yield batch.to_pandas(), empty
         except GptquantError:
             raise
         except Exception as exc:  # pyarrow raises many types for a damaged file
             raise GptquantError(f"{path}: cannot read Parquet ({exc})") from None
         return
-    try:
-        reader = pd.read_csv(path, sep="\t" if path.suffix.lower() == ".tsv" else ",", dtype=str, keep_default_na=False,
-                             encoding=_text_encoding(path), chunksize=chunk_rows, usecols=columns)
-        yield from reader
-    except pd.errors.ParserError as exc:
-        raise GptquantError(f"{path}: malformed CSV ({exc})") from None
-    except pd.errors.EmptyDataError:
-        raise GptquantError(f"{path}: empty file (no header row)") from None
+    yield from _csv_chunks(path, "\t" if path.suffix.lower() == ".tsv" else ",", chunk_rows, columns)
 
 
-def _text_encoding(path: Path, block: int = 1 << 20) -> str:
-    """utf-8-sig or gb18030, decided by decoding the whole file incrementally (same rules as decode_bytes)."""
-    import codecs
+def _csv_chunks(path: Path, sep: str, chunk_rows: int | None, columns=None):
+    """CSV rows parsed one record at a time (csvrows): ragged, malformed or undecodable rows become
+    rejects with their row number instead of shifting columns or failing the file."""
+    header, records = read_header(path, sep)
+    keep = [header.index(c) for c in columns if c in header] if columns else list(range(len(header)))
+    names = [header[i] for i in keep]
 
-    for enc in ("utf-8-sig", "gb18030"):
-        dec, pos = codecs.getincrementaldecoder(enc)(), 0
-        try:
-            with open(path, "rb") as f:
-                while data := f.read(block):
-                    dec.decode(data)
-                    pos += len(data)
-                dec.decode(b"", final=True)
-            return enc
-        except UnicodeDecodeError:
-            continue
-    with open(path, "rb") as f:  # the same message as for a whole-file read
-        decode_bytes(f.read(), path)
-    raise GptquantError(f"{path}: cannot decode")  # decode_bytes raised already; kept for clarity
+    def table(good, rows, bad):
+        df = pd.DataFrame(good, columns=names, dtype=object)
+        df["__row__"] = np.asarray(rows, dtype="int64")
+        return df, pd.DataFrame(bad, columns=REJECT_COLUMNS)
+
+    good, rows, bad = [], [], []
+    for rec in records:
+        if rec.fields is None:
+            bad.append({"row": rec.row, "article_id": None, "reason": rec.reason})
+        else:
+            good.append([rec.fields[i] for i in keep])
+            rows.append(rec.row)
+        if chunk_rows and len(good) + len(bad) >= chunk_rows:
+            yield table(good, rows, bad)
+            good, rows, bad = [], [], []
+    if good or bad or chunk_rows is None:
+        yield table(good, rows, bad)
 
 
 def _ids_usable(path: Path, kind: str) -> bool:
@@ -188,11 +197,10 @@ def _ids_usable(path: Path, kind: str) -> bool:
         if "id" not in pq.ParquetFile(path).schema_arrow.names:
             return False
     else:
-        header = next(_raw_chunks(path, kind, 1), pd.DataFrame())
-        if "id" not in header.columns:
+        if "id" not in read_header(path, "\t" if path.suffix.lower() == ".tsv" else ",")[0]:
             return False
     seen: set = set()
-    for chunk in _raw_chunks(path, kind, STREAM_CHUNK_ROWS, columns=["id"]):
+    for chunk, _ in _raw_chunks(path, kind, STREAM_CHUNK_ROWS, columns=["id"]):
         ids = chunk["id"]
         if ids.isna().any() or (ids.astype(str).str.strip() == "").any():
             warnings.warn(f"{path}: column 'id' has empty values; using row numbers as article_id", stacklevel=3)
@@ -221,50 +229,26 @@ def _load(source) -> tuple[str, pd.DataFrame, pd.DataFrame]:
             return str(path), pd.read_parquet(path), empty
         except Exception as exc:  # pyarrow raises many types for a damaged file
             raise GptquantError(f"{path}: cannot read Parquet ({exc})") from None
-    text = decode_bytes(path.read_bytes(), path)
     if suffix in (".jsonl", ".ndjson", ".json"):
-        return str(path), *_parse_jsonl(text, path)
+        return str(path), *_parse_jsonl(path)
     if suffix in (".csv", ".tsv", ".txt", ""):
-        sep = "\t" if suffix == ".tsv" else ","
-        try:
-            df = pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False)
-        except pd.errors.ParserError as exc:
-            raise GptquantError(f"{path}: malformed CSV ({exc})") from None
-        except pd.errors.EmptyDataError:
-            raise GptquantError(f"{path}: empty file (no header row)") from None
-        return str(path), df, empty
+        return (str(path), *next(_csv_chunks(path, "\t" if suffix == ".tsv" else ",", None)))
     raise GptquantError(f"{path}: unknown news format '{path.suffix}' (use .csv, .jsonl or .parquet)")
 
 
-def decode_bytes(data: bytes, path) -> str:
-    """UTF-8 (with or without BOM), else GB18030; otherwise an error naming the first bad byte offset."""
-    if data.startswith(b"\xef\xbb\xbf"):
-        data = data[3:]
-        try:
-            return data.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise GptquantError(f"{path}: not valid UTF-8 despite its BOM: bad byte at offset {exc.start + 3}") from None
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as utf8_error:
-        try:
-            return data.decode("gb18030")
-        except UnicodeDecodeError as gb_error:
-            raise GptquantError(
-                f"{path}: neither UTF-8 (bad byte at offset {utf8_error.start}) nor GB18030 "
-                f"(bad byte at offset {gb_error.start}); re-save the file as UTF-8"
-            ) from None
-
-
-def _parse_jsonl(text: str, path) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _parse_jsonl(path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """One JSON object per non-blank line, each line decoded on its own (gptquant.encoding)."""
     records, rows, bad = [], [], []
     n = 0
-    for line in text.splitlines():
-        if not line.strip():
+    for line in iter_lines(path):
+        if not line.text.strip():
             continue
         n += 1
+        if line.error:
+            bad.append({"row": n, "article_id": None, "reason": f"line {line.number}: {line.error}"})
+            continue
         try:
-            obj = json.loads(line)
+            obj = json.loads(line.text)
         except json.JSONDecodeError as exc:
             bad.append({"row": n, "article_id": None, "reason": f"invalid JSON ({exc.msg} at column {exc.colno})"})
             continue
@@ -315,33 +299,6 @@ def _article_ids(name: str, df: pd.DataFrame, rows: np.ndarray) -> list:
         else:
             return ids.tolist()
     return [int(r) for r in rows]
-
-
-def _parse_datetimes(values: list, required: bool) -> tuple[pd.DatetimeIndex, list[str]]:
-    """Naive Asia/Shanghai times (aware ones converted) and a reason per unusable value ('' if fine)."""
-    out, reasons = [], []
-    for v in values:
-        if _missing(v) or (isinstance(v, str) and not v.strip()):
-            out.append(pd.NaT)
-            reasons.append("missing datetime" if required else "")
-            continue
-        if isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool):
-            out.append(pd.NaT)
-            reasons.append(f"datetime {v!r} is a number, not a date/time")
-            continue
-        try:
-            ts = pd.Timestamp(v)
-        except (ValueError, TypeError, OverflowError):
-            ts = pd.NaT
-        if ts is pd.NaT or pd.isna(ts):
-            out.append(pd.NaT)
-            reasons.append(f"unparseable datetime {str(v)[:40]!r}")
-            continue
-        if ts.tzinfo is not None:
-            ts = ts.tz_convert("Asia/Shanghai").tz_localize(None)
-        out.append(ts)
-        reasons.append("")
-    return pd.DatetimeIndex(out, dtype="datetime64[ns]"), reasons
 
 
 def _parse_codes(value, exchange=None) -> list[str]:
