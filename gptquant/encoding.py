@@ -7,6 +7,7 @@ number and byte offset, never turned into mojibake. Shared by the news, price an
 """
 from __future__ import annotations
 
+import io
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,18 +44,21 @@ def decode_line(raw: bytes, offset: int = 0) -> tuple[str, str | None, str | Non
 
 def iter_lines(path):
     """Yield Line objects of a file, read in binary and decoded one line at a time (constant memory)."""
-    path = Path(path)
-    stats = MixedEncodings(path)
     with open(path, "rb") as fh:
-        offset = 0
-        for number, raw in enumerate(fh, start=1):
-            start = offset
-            offset += len(raw)
-            if number == 1 and raw.startswith(BOM):
-                raw, start = raw[len(BOM):], start + len(BOM)
-            text, enc, err = decode_line(raw, start)
-            stats.add(number, enc)
-            yield Line(text, number, start, enc, err)
+        yield from _decode_lines(fh, path)
+
+
+def _decode_lines(raw_lines, name):
+    stats = MixedEncodings(name)
+    offset = 0
+    for number, raw in enumerate(raw_lines, start=1):
+        start = offset
+        offset += len(raw)
+        if number == 1 and raw.startswith(BOM):
+            raw, start = raw[len(BOM):], start + len(BOM)
+        text, enc, err = decode_line(raw, start)
+        stats.add(number, enc)
+        yield Line(text, number, start, enc, err)
     stats.warn()
 
 
@@ -79,16 +83,18 @@ class MixedEncodings:
 
 def read_text(path) -> str:
     """A whole file's text, decoded per line; an undecodable line is an error naming its line and offset."""
-    data = Path(path).read_bytes()
-    if data.startswith(BOM):
-        data = data[len(BOM):]
+    return decode_text(Path(path).read_bytes(), path)
+
+
+def decode_text(data: bytes, name) -> str:
+    """Bytes of a text file (named `name` in messages) decoded per line, as read_text."""
     try:
-        return data.decode("utf-8")  # the common case, at C speed
+        return data[len(BOM):].decode("utf-8") if data.startswith(BOM) else data.decode("utf-8")  # at C speed
     except UnicodeDecodeError:
         pass
     out = []
-    for line in iter_lines(path):
+    for line in _decode_lines(io.BytesIO(data), name):
         if line.error:
-            raise GptquantError(f"{path}: line {line.number}: {line.error}; re-save the file as UTF-8")
+            raise GptquantError(f"{name}: line {line.number}: {line.error}; re-save the file as UTF-8")
         out.append(line.text)
     return "".join(out)

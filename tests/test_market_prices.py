@@ -75,6 +75,7 @@ def test_price_limits_follow_board_date_and_st():
 def test_limits_use_the_previous_bar_when_there_is_no_pre_close():
     bars = bars_frame(["600000"], dates=("2021-03-01", "2021-03-02", "2021-03-03"))
     bars["close"] = [10.0, 11.0, 12.0]
+    bars[["open", "high", "low"]] = bars[["close"] * 3].to_numpy()  # a consistent bar: low <= open, close <= high
     bars = load_bars(bars)
     lim = price_limits(bars)
     assert lim["up_limit"].isna().iloc[0] and list(lim["up_limit"].iloc[1:]) == [11.0, 12.1]
@@ -83,6 +84,7 @@ def test_limits_use_the_previous_bar_when_there_is_no_pre_close():
 def test_momentum_panel_row_uses_only_closes_before_that_session():
     bars = bars_frame(["600000"], dates=[f"2021-03-0{i}" for i in range(1, 6)])
     bars["close"] = [10.0, 11.0, 12.0, 13.0, 100.0]
+    bars[["open", "high", "low"]] = bars[["close"] * 3].to_numpy()  # a consistent bar: low <= open, close <= high
     panel = momentum_panel(load_bars(bars), window=1)
     values = panel["momentum"].droplevel("instrument")
     # row D = close(D-1) / close(D-2) - 1: the jump to 100 on the last day is not visible that day

@@ -7,6 +7,7 @@ the file, column or row; no row is dropped silently.
 """
 from __future__ import annotations
 
+import io
 import os
 import re
 from pathlib import Path
@@ -14,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..encoding import decode_text, read_text
 from ..errors import GptquantError
 from ..text import CHINEXT_20PCT_FROM, limit_ratio, normalize_code
 
@@ -220,25 +222,20 @@ def _read_table(path) -> pd.DataFrame:
     try:
         if name.endswith((".parquet", ".pq")):
             return pd.read_parquet(path)
-        head = pd.read_csv(path, nrows=0, encoding=_encoding(path))
+        if name.endswith(".gz"):
+            import gzip
+
+            with gzip.open(path, "rb") as fh:
+                text = decode_text(fh.read(), path)
+        else:
+            text = read_text(path)  # decided per line: a GB18030 row anywhere is read, not a 64 KB guess
+        head = pd.read_csv(io.StringIO(text), nrows=0)
         str_cols = {c: str for c in head.columns if ALIASES.get(str(c).strip().lower()) in ("instrument", "datetime")}
-        return pd.read_csv(path, dtype=str_cols, encoding=_encoding(path))
+        return pd.read_csv(io.StringIO(text), dtype=str_cols)
     except GptquantError:
         raise
     except Exception as exc:  # parser errors name the file
         raise GptquantError(f"{path}: cannot read bars: {exc}") from exc
-
-
-def _encoding(path: Path) -> str:
-    with open(path, "rb") as fh:
-        sample = fh.read(65536)
-    try:
-        sample.decode("utf-8")
-        return "utf-8-sig" if sample.startswith(b"\xef\xbb\xbf") else "utf-8"
-    except UnicodeDecodeError as exc:
-        if exc.start > len(sample) - 4:  # a character cut at the sample's end
-            return "utf-8"
-        return "gb18030"
 
 
 def _rename(raw: pd.DataFrame, where: str) -> pd.DataFrame:
@@ -266,10 +263,10 @@ def _clean(raw: pd.DataFrame, where: str, code_hint, wanted) -> pd.DataFrame:
     missing = [c for c in ("datetime", *REQUIRED) if c not in df.columns]
     if missing:
         raise GptquantError(f"{where}: missing column(s) {missing}; found {list(raw.columns)}")
-    df = df.reset_index(drop=True)
+    df = df.set_axis(pd.RangeIndex(1, len(df) + 1), axis=0)  # labels are the source's 1-based data rows
     df["instrument"] = _codes(df["instrument"], where)
     if wanted is not None:
-        df = df[df["instrument"].isin(wanted)].reset_index(drop=True)
+        df = df[df["instrument"].isin(wanted)]
     df["datetime"] = _dates(df["datetime"], where)
     for col in (*REQUIRED, "amount", "pre_close", "adj_factor"):
         if col in df.columns:
@@ -281,9 +278,18 @@ def _clean(raw: pd.DataFrame, where: str, code_hint, wanted) -> pd.DataFrame:
     bad = df["volume"].isna() | (df["volume"] < 0)
     if bad.any():
         _bad_row(where, df, bad, "volume is missing or negative")
+    for col in (*REQUIRED, "amount", "pre_close", "adj_factor"):
+        if col in df.columns:
+            bad = np.isinf(df[col]) | (df[col] < 0)
+            if bad.any():
+                _bad_row(where, df, bad, f"{col} is infinite or negative")
     bad = df["high"] < df["low"]
     if bad.any():
         _bad_row(where, df, bad, "high is below low")
+    for col in ("open", "close"):
+        bad = (df[col] < df["low"]) | (df[col] > df["high"])
+        if bad.any():
+            _bad_row(where, df, bad, f"{col} is outside [low, high]")
     if "st" in df.columns:
         df["st"] = _flags(df["st"], where)
     cols = ["datetime", "instrument", *REQUIRED, *[c for c in OPTIONAL if c in df.columns]]
@@ -293,7 +299,7 @@ def _clean(raw: pd.DataFrame, where: str, code_hint, wanted) -> pd.DataFrame:
 def _bad_row(where, df, mask, why):
     i = int(np.flatnonzero(mask.to_numpy())[0])
     row = df.iloc[i]
-    raise GptquantError(f"{where}: row {i + 1} ({row['instrument']} {row['datetime']}): {why} "
+    raise GptquantError(f"{where}: row {df.index[i]} ({row['instrument']} {row['datetime'].date()}): {why} "
                         f"({int(mask.sum())} such rows)")
 
 
@@ -323,7 +329,7 @@ def _dates(col: pd.Series, where: str) -> pd.DatetimeIndex:
     bad = idx.isna()
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise GptquantError(f"{where}: row {i + 1}: cannot parse date {col.iloc[i]!r}")
+        raise GptquantError(f"{where}: row {col.index[i]}: cannot parse date {col.iloc[i]!r}")
     return idx.normalize().as_unit("ns")
 
 
@@ -337,7 +343,7 @@ def _numeric(col: pd.Series, name: str, where: str) -> pd.Series:
         bad = cand[text != ""]
         if len(bad):
             i = int(bad[0])
-            raise GptquantError(f"{where}: row {i + 1}: column {name!r} is not a number: {col.iloc[i]!r}")
+            raise GptquantError(f"{where}: row {col.index[i]}: column {name!r} is not a number: {col.iloc[i]!r}")
     return out
 
 
@@ -354,5 +360,5 @@ def _flags(col: pd.Series, where: str) -> pd.Series:
     bad = ~text.isin(list(truth))
     if bad.any():
         i = int(np.flatnonzero(bad.to_numpy())[0])
-        raise GptquantError(f"{where}: row {i + 1}: column 'st' must be a true/false flag, got {col.iloc[i]!r}")
+        raise GptquantError(f"{where}: row {col.index[i]}: column 'st' must be a true/false flag, got {col.iloc[i]!r}")
     return text.map(truth).astype(bool)
