@@ -14,7 +14,8 @@ from .atomic import atomic_write_text  # noqa: F401  (re-exported)
 from .errors import GptquantError
 
 FORMAT = "gptquant-bundle"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the manifest is sealed (SEAL) and dotfiles are listed like any file
+SEAL = "manifest_sha256"
 MANIFEST = "manifest.json"
 MODEL_FILE = "model.onnx"
 TOKENIZER_FILE = "tokenizer.json"
@@ -47,19 +48,38 @@ def sha256_file(path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def _leftover(name: str) -> bool:
+    """A temp file of an interrupted atomic write (gptquant.atomic: '.<name>.<random>.tmp'), never content."""
+    return name.startswith(".") and name.endswith(".tmp")
+
+
 def write_manifest(bundle_dir, manifest: dict) -> dict:
-    """Hash every regular file in the bundle and write manifest.json atomically. Returns the manifest."""
+    """Hash every regular file in the bundle, dotfiles included, and write the sealed manifest.json
+    atomically. Leftover temp files of interrupted writes are removed first. Returns the manifest."""
     bundle_dir = Path(bundle_dir)
     files = {}
     for p in sorted(bundle_dir.iterdir()):
-        if p.name == MANIFEST or p.name.startswith("."):
+        if p.name == MANIFEST:
+            continue
+        if _leftover(p.name) and p.is_file() and not p.is_symlink():
+            p.unlink()
             continue
         if p.is_symlink() or not p.is_file():
             raise BundleError(f"{p}: bundles hold regular files only (no links or folders)")
         files[p.name] = {"sha256": sha256_file(p), "bytes": p.stat().st_size}
-    manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, **manifest, "files": files}
+    body = {k: v for k, v in manifest.items() if k not in ("format", "format_version", "files", SEAL)}
+    manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, **body, "files": files}
+    manifest[SEAL] = manifest_digest(manifest)
     atomic_write_text(bundle_dir / MANIFEST, json.dumps(manifest, ensure_ascii=False, indent=2))
     return manifest
+
+
+def manifest_digest(manifest: dict) -> str:
+    """sha256 of the manifest's canonical JSON without its seal: it covers every field and, through the
+    listed sha256s, every file."""
+    body = {k: v for k, v in manifest.items() if k != SEAL}
+    blob = json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":"), allow_nan=True)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
 def read_manifest(bundle_dir) -> dict:
@@ -96,6 +116,13 @@ def verify_bundle(bundle_dir) -> dict:
     if bundle_dir.is_symlink():
         raise BundleError(f"{bundle_dir}: is a symlink; refusing")
     manifest = read_manifest(bundle_dir)
+    seal = manifest.get(SEAL)
+    if seal is None:
+        raise BundleError(f"{bundle_dir}: {MANIFEST} is not sealed (format_version {manifest.get('format_version')}, "
+                          f"written before gptquant sealed manifests); re-export the bundle")
+    if seal != manifest_digest(manifest):
+        raise BundleError(f"{bundle_dir / MANIFEST}: edited after export (its content no longer matches its "
+                          f"{SEAL}); re-export the bundle")
     files = manifest.get("files") or {}
     for required in (MODEL_FILE, TOKENIZER_FILE):
         if required not in files:
@@ -108,13 +135,12 @@ def verify_bundle(bundle_dir) -> dict:
         if digest != meta.get("sha256"):
             raise BundleError(f"{path}: sha256 mismatch (manifest {str(meta.get('sha256'))[:12]}…, file {digest[:12]}…): the bundle was modified or corrupted")
     for p in bundle_dir.iterdir():
-        if p.name != MANIFEST and not p.name.startswith(".") and p.name not in files:
-            raise BundleError(f"{p}: file not listed in the manifest")
+        if p.name != MANIFEST and p.name not in files:
+            raise BundleError(f"{p}: file not listed in the manifest (hidden files too: everything in a bundle is hashed)")
     return manifest
 
 
 def bundle_hash(manifest: dict) -> str:
-    """A stable id of a bundle's content (hash of its file hashes), e.g. for score caches."""
-    files = manifest.get("files", {})
-    blob = json.dumps({k: v["sha256"] for k, v in sorted(files.items())}, sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+    """The bundle id: the hash of the whole manifest (every option, e.g. max_length, and every file's
+    sha256), so two bundles that can score differently never share an id or a score-cache entry."""
+    return manifest_digest(manifest)[:16]

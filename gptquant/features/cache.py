@@ -1,6 +1,9 @@
-"""A score cache in SQLite keyed by (bundle hash, sha256 of the normalised text).
+"""A score cache in SQLite keyed by (bundle id, sha256 of the normalised text).
 
-Re-scoring unchanged text with the same bundle is a lookup. The database runs in WAL mode with a busy
+Re-scoring unchanged text with the same bundle is a lookup. The bundle id hashes the whole manifest
+(gptquant.bundle.bundle_hash), so another bundle's scores are never served. Each row carries a checksum
+of its key and features: a row damaged on disk (or written by an older gptquant without one) is not
+served but rescored, and the count is logged. The database runs in WAL mode with a busy
 timeout, and every batch is one transaction, so two runs can share a cache without corrupting it and a
 killed run keeps every batch it finished.
 """
@@ -8,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 from pathlib import Path
 
@@ -18,11 +22,14 @@ from ..errors import GptquantError
 from ..sqlite_store import SqliteStore
 from ..text import normalize_text
 
+log = logging.getLogger(__name__)
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS scores (
     bundle_hash TEXT NOT NULL,
     text_hash   TEXT NOT NULL,
     features    TEXT NOT NULL,
+    checksum    TEXT,
     PRIMARY KEY (bundle_hash, text_hash)
 ) WITHOUT ROWID
 """
@@ -48,6 +55,11 @@ def text_key(text: str) -> str:
     return hashlib.sha256(normalize_text(text).encode("utf-8")).hexdigest()
 
 
+def row_checksum(bundle_hash: str, text_hash: str, features: str) -> str:
+    """sha256 over a row's key and features blob: a flipped byte anywhere in the row shows."""
+    return hashlib.sha256(f"{bundle_hash}\x00{text_hash}\x00{features}".encode("utf-8")).hexdigest()[:32]
+
+
 def _plain(v):
     """JSON-ready Python scalar (numpy scalars unwrapped)."""
     if isinstance(v, np.generic):
@@ -70,19 +82,34 @@ class ScoreCache(SqliteStore):
         if not Path(path).parent.is_dir():
             raise GptquantError(f"{Path(path).parent}: directory for the score cache does not exist")
         super().__init__(path, _SCHEMA, timeout=timeout, synchronous="NORMAL")
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(scores)")}
+        if "checksum" not in columns:  # a cache from before row checksums: its rows will be rescored
+            self._db.execute("ALTER TABLE scores ADD COLUMN checksum TEXT")
+        self.corrupt_rows = 0  # rows found damaged (and not served) by get_many, over this object's life
 
     def __len__(self) -> int:
         return self._db.execute("SELECT COUNT(*) FROM scores").fetchone()[0]
 
     def get_many(self, bundle_hash: str, keys) -> dict[str, dict]:
-        """Cached feature rows for the given text keys (see text_key): {key: {column: value}} for the hits."""
+        """Cached feature rows for the given text keys (see text_key): {key: {column: value}} for the hits.
+
+        A row whose checksum does not match (damaged, or from a cache without checksums) is left out, so the
+        caller rescores it; how many is logged and added to `corrupt_rows`."""
         keys = list(dict.fromkeys(keys))
-        hits = {}
+        hits, bad = {}, 0
         for i in range(0, len(keys), _CHUNK):
             part = keys[i:i + _CHUNK]
-            sql = f"SELECT text_hash, features FROM scores WHERE bundle_hash = ? AND text_hash IN ({','.join('?' * len(part))})"
-            for k, blob in self._db.execute(sql, [bundle_hash, *part]):
-                hits[k] = json.loads(blob)
+            sql = (f"SELECT text_hash, features, checksum FROM scores WHERE bundle_hash = ? "
+                   f"AND text_hash IN ({','.join('?' * len(part))})")
+            for k, blob, checksum in self._db.execute(sql, [bundle_hash, *part]):
+                row = _verified(bundle_hash, k, blob, checksum)
+                if row is None:
+                    bad += 1
+                else:
+                    hits[k] = row
+        if bad:
+            self.corrupt_rows += bad
+            log.warning("%s: %d cached row(s) failed their checksum and will be rescored", self.path, bad)
         return hits
 
     def put_many(self, bundle_hash: str, keys, rows) -> None:
@@ -92,11 +119,24 @@ class ScoreCache(SqliteStore):
         keys, rows = list(keys), list(rows)
         if len(keys) != len(rows):
             raise ValueError(f"put_many: {len(keys)} keys but {len(rows)} feature rows")
-        data = [(bundle_hash, k, json.dumps({c: _plain(v) for c, v in r.items()}, ensure_ascii=False)) for k, r in zip(keys, rows)]
+        blobs = [json.dumps({c: _plain(v) for c, v in r.items()}, ensure_ascii=False) for r in rows]
+        data = [(bundle_hash, k, b, row_checksum(bundle_hash, k, b)) for k, b in zip(keys, blobs)]
         self._db.execute("BEGIN IMMEDIATE")
         try:
-            self._db.executemany("INSERT OR REPLACE INTO scores (bundle_hash, text_hash, features) VALUES (?, ?, ?)", data)
+            self._db.executemany("INSERT OR REPLACE INTO scores (bundle_hash, text_hash, features, checksum) "
+                                 "VALUES (?, ?, ?, ?)", data)
             self._db.execute("COMMIT")
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
+
+
+def _verified(bundle_hash: str, key: str, blob, checksum):
+    """The row's features, or None when its checksum is missing or wrong or it is not a JSON object."""
+    if not isinstance(blob, str) or checksum != row_checksum(bundle_hash, key, blob):
+        return None
+    try:
+        row = json.loads(blob)
+    except ValueError:
+        return None
+    return row if isinstance(row, dict) else None
