@@ -29,12 +29,18 @@ class Line:
 
 def decode_line(raw: bytes, offset: int = 0) -> tuple[str, str | None, str | None]:
     """(text, encoding, error). Undecodable bytes give a lossy text (so the line's structure survives)
-    and an error naming the file offset of the first bad byte in each encoding."""
+    and an error naming the file offset of the first bad byte. A line that is mostly valid UTF-8 with a
+    few bad bytes is damaged UTF-8, not GB18030 (which decodes almost any bytes, into mojibake): GB18030
+    text practically never forms as many valid UTF-8 characters as it has invalid sequences."""
     if raw.isascii():
         return raw.decode("ascii"), "ascii", None
     try:
         return raw.decode("utf-8"), "utf-8", None
     except UnicodeDecodeError as u8:
+        lossy = raw.decode("utf-8", errors="replace")
+        bad = lossy.count("\ufffd")
+        if sum(c >= "\x80" for c in lossy) - bad >= bad:  # mostly valid UTF-8: damaged, not GB18030
+            return lossy, None, f"invalid UTF-8 (bad byte at offset {offset + u8.start})"
         try:
             return raw.decode("gb18030"), "gb18030", None
         except UnicodeDecodeError as gb:

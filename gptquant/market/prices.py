@@ -18,6 +18,7 @@ import pandas as pd
 from ..encoding import decode_text, read_text
 from ..errors import GptquantError
 from ..text import CHINEXT_20PCT_FROM, limit_ratio, normalize_code
+from . import bar_checks as C
 
 REQUIRED = ("open", "high", "low", "close", "volume")
 OPTIONAL = ("amount", "pre_close", "adj_factor", "st")
@@ -37,27 +38,39 @@ VOLUME_UNITS = {"shares": 1, "lots": 100}  # tushare-style `vol` counts lots of 
 DATA_ROOT_ENV = "GPTQUANT_DATA_ROOT"
 
 
-def load_bars(source, instruments=None, start=None, end=None, *, volume_unit: str = "shares") -> pd.DataFrame:
+def load_bars(source, instruments=None, start=None, end=None, *, volume_unit: str = "shares",
+              bad_rows: str = "raise"):
     """Daily bars in long format sorted by (instrument, datetime).
 
     source: a DataFrame, a CSV/Parquet file, or a folder of per-instrument files (a file without an
     instrument column takes its code from the file name). volume_unit="lots" multiplies volume by 100
     (tushare `vol`, as in astock_prices) so the engine's volume cap counts shares.
+    bad_rows="raise" refuses the first impossible bar (NaN, inf, negative, high < low, open or close outside
+    [low, high], duplicate date and code, unreadable row) naming its row; "reject" leaves such rows out and
+    returns (bars, rejects) with file, row and reason for each.
     """
     if volume_unit not in VOLUME_UNITS:
         raise GptquantError(f"volume_unit must be one of {sorted(VOLUME_UNITS)}, got {volume_unit!r}")
+    if bad_rows not in ("raise", "reject"):
+        raise GptquantError(f"bad_rows must be 'raise' or 'reject', got {bad_rows!r}")
+    rejects = [] if bad_rows == "reject" else None
     wanted = _wanted_codes(instruments)
-    frames = [_clean(raw, where, code_hint, wanted) for raw, where, code_hint in _read_sources(source, wanted)]
+    frames = [_clean(raw, where, code_hint, wanted, rejects).assign(_file=where, _row=lambda d: d.index)
+              for raw, where, code_hint in _read_sources(source, wanted, rejects)]
     if not frames:
         raise GptquantError(f"no bar files found in {source}")
-    bars = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    bars = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0].reset_index(drop=True)
     bars["volume"] = bars["volume"] * VOLUME_UNITS[volume_unit]
     if start is not None:
         bars = bars[bars["datetime"] >= pd.Timestamp(start).normalize()]
     if end is not None:
         bars = bars[bars["datetime"] <= pd.Timestamp(end).normalize()]
     dup = bars.duplicated(["instrument", "datetime"], keep=False)
-    if dup.any():
+    if dup.any() and rejects is not None:
+        rejects.extend({"file": f, "row": int(r), "reason": f"duplicate bar for {i} on {d.date()}"}
+                       for f, r, i, d in bars.loc[dup, ["_file", "_row", "instrument", "datetime"]].itertuples(index=False))
+        bars = bars[~dup]
+    elif dup.any():
         first = bars[dup].iloc[0]
         raise GptquantError(f"{_name(source)}: {int(dup.sum())} duplicate bars, e.g. {first['instrument']} "
                             f"on {first['datetime'].date()}")
@@ -68,7 +81,10 @@ def load_bars(source, instruments=None, start=None, end=None, *, volume_unit: st
                                 f"date range: {', '.join(missing[:10])}{' ...' if len(missing) > 10 else ''}")
     if bars.empty:
         raise GptquantError(f"{_name(source)}: no bars in the requested range")
-    return bars.sort_values(["instrument", "datetime"], kind="stable").reset_index(drop=True)
+    bars = bars.drop(columns=["_file", "_row"]).sort_values(["instrument", "datetime"], kind="stable").reset_index(drop=True)
+    if rejects is None:
+        return bars
+    return bars, pd.DataFrame(rejects, columns=["file", "row", "reason"])
 
 
 def load_benchmark(source, code: str = "000300.SH", start=None, end=None) -> pd.Series:
@@ -86,6 +102,7 @@ def load_benchmark(source, code: str = "000300.SH", start=None, end=None) -> pd.
         source = hits[0]
     raw = _read_table(source) if not isinstance(source, pd.DataFrame) else source
     cols = _rename(raw, _name(source))
+    cols = cols.set_axis(pd.RangeIndex(1, len(cols) + 1), axis=0)  # rows named by their place in the source
     if "instrument" in cols.columns:
         codes = cols["instrument"].astype(str).str.strip()
         keep = codes.str.extract(r"(\d{6})", expand=False) == digits
@@ -95,8 +112,12 @@ def load_benchmark(source, code: str = "000300.SH", start=None, end=None) -> pd.
     for need in ("datetime", "close"):
         if need not in cols.columns:
             raise GptquantError(f"{_name(source)}: benchmark needs a {need!r} column, found {list(raw.columns)}")
-    out = pd.Series(_numeric(cols["close"], "close", _name(source)).to_numpy(),
-                    index=_dates(cols["datetime"], _name(source)), name=code)
+    refuse = C.Reasons(cols, _name(source), strict=True)
+    dates, bad = C.dates(cols["datetime"])
+    refuse.add(bad, lambda: "cannot parse date " + cols["datetime"].map(repr), keyed=False)
+    close, bad = C.numbers(cols["close"])
+    refuse.add(bad, lambda: "column 'close' is not a number: " + cols["close"].map(repr), keyed=False)
+    out = pd.Series(close.to_numpy(), index=dates, name=code)
     out.index.name = "datetime"
     if out.index.duplicated().any():
         raise GptquantError(f"{_name(source)}: duplicate benchmark dates, e.g. {out.index[out.index.duplicated()][0].date()}")
@@ -191,8 +212,9 @@ def _name(source) -> str:
     return "DataFrame" if isinstance(source, pd.DataFrame) else str(source)
 
 
-def _read_sources(source, wanted):
-    """Yield (raw frame, where, code from file name or None)."""
+def _read_sources(source, wanted, rejects=None):
+    """Yield (raw frame, where, code from file name or None); with a rejects list, CSV rows that cannot be
+    parsed (bad bytes, wrong field count) are added to it instead of failing the file."""
     if isinstance(source, pd.DataFrame):
         yield source, "DataFrame", None
         return
@@ -200,7 +222,7 @@ def _read_sources(source, wanted):
     if not path.exists():
         raise GptquantError(f"bars: {path} does not exist")
     if path.is_file():
-        yield _read_table(path), str(path), None
+        yield _read_table(path, rejects), str(path), None
         return
     files = sorted(p for p in path.iterdir() if p.is_file() and p.name.lower().endswith(BAR_SUFFIXES))
     from tqdm import tqdm
@@ -213,15 +235,17 @@ def _read_sources(source, wanted):
             hint = None
         if wanted is not None and hint is not None and hint not in wanted:
             continue
-        yield _read_table(p), str(p), hint
+        yield _read_table(p, rejects), str(p), hint
 
 
-def _read_table(path) -> pd.DataFrame:
+def _read_table(path, rejects=None) -> pd.DataFrame:
     path = Path(path)
     name = path.name.lower()
     try:
         if name.endswith((".parquet", ".pq")):
             return pd.read_parquet(path)
+        if rejects is not None and not name.endswith(".gz"):
+            return _read_rows(path, rejects)
         if name.endswith(".gz"):
             import gzip
 
@@ -236,6 +260,21 @@ def _read_table(path) -> pd.DataFrame:
         raise
     except Exception as exc:  # parser errors name the file
         raise GptquantError(f"{path}: cannot read bars: {exc}") from exc
+
+
+def _read_rows(path: Path, rejects: list) -> pd.DataFrame:
+    """A CSV as strings, one record at a time (gptquant.csvrows): unreadable rows go to rejects."""
+    from ..csvrows import read_header
+
+    header, records = read_header(path)
+    good, rows = [], []
+    for rec in records:
+        if rec.fields is None:
+            rejects.append({"file": str(path), "row": rec.row, "reason": rec.reason})
+        else:
+            good.append(rec.fields)
+            rows.append(rec.row)
+    return pd.DataFrame(good, columns=header, dtype=object).assign(__row__=np.asarray(rows, dtype="int64"))
 
 
 def _rename(raw: pd.DataFrame, where: str) -> pd.DataFrame:
@@ -254,7 +293,9 @@ def _rename(raw: pd.DataFrame, where: str) -> pd.DataFrame:
     return out
 
 
-def _clean(raw: pd.DataFrame, where: str, code_hint, wanted) -> pd.DataFrame:
+def _clean(raw: pd.DataFrame, where: str, code_hint, wanted, rejects: list | None = None) -> pd.DataFrame:
+    """Bars in our columns and types. rejects=None refuses the first bad row; a list collects
+    {file, row, reason} for every bad row, which is then left out."""
     df = _rename(raw, where)
     if "instrument" not in df.columns:
         if code_hint is None:
@@ -263,102 +304,16 @@ def _clean(raw: pd.DataFrame, where: str, code_hint, wanted) -> pd.DataFrame:
     missing = [c for c in ("datetime", *REQUIRED) if c not in df.columns]
     if missing:
         raise GptquantError(f"{where}: missing column(s) {missing}; found {list(raw.columns)}")
-    df = df.set_axis(pd.RangeIndex(1, len(df) + 1), axis=0)  # labels are the source's 1-based data rows
-    df["instrument"] = _codes(df["instrument"], where)
-    if wanted is not None:
-        df = df[df["instrument"].isin(wanted)]
-    df["datetime"] = _dates(df["datetime"], where)
-    for col in (*REQUIRED, "amount", "pre_close", "adj_factor"):
-        if col in df.columns:
-            df[col] = _numeric(df[col], col, where)
-    for col in ("open", "high", "low", "close"):
-        bad = df[col].isna() | (df[col] <= 0)
-        if bad.any():
-            _bad_row(where, df, bad, f"{col} is missing or not positive")
-    bad = df["volume"].isna() | (df["volume"] < 0)
-    if bad.any():
-        _bad_row(where, df, bad, "volume is missing or negative")
-    for col in (*REQUIRED, "amount", "pre_close", "adj_factor"):
-        if col in df.columns:
-            bad = np.isinf(df[col]) | (df[col] < 0)
-            if bad.any():
-                _bad_row(where, df, bad, f"{col} is infinite or negative")
-    bad = df["high"] < df["low"]
-    if bad.any():
-        _bad_row(where, df, bad, "high is below low")
-    for col in ("open", "close"):
-        bad = (df[col] < df["low"]) | (df[col] > df["high"])
-        if bad.any():
-            _bad_row(where, df, bad, f"{col} is outside [low, high]")
-    if "st" in df.columns:
-        df["st"] = _flags(df["st"], where)
+    rows = raw["__row__"].to_numpy() if "__row__" in raw.columns else np.arange(1, len(df) + 1)
+    df = df.set_axis(pd.Index(rows, name=None), axis=0)  # labels are the source's 1-based data rows
+    for step in ("codes", "values"):
+        reasons = C.Reasons(df, where, strict=rejects is None)
+        C.codes(df, reasons) if step == "codes" else C.check_values(df, reasons)
+        if reasons.bad.any():
+            rejects.extend({"file": where, "row": int(r), "reason": w}
+                           for r, w in zip(df.index[reasons.bad], reasons.why[reasons.bad]))
+            df = df[~reasons.bad]
+        if step == "codes" and wanted is not None:
+            df = df[df["instrument"].isin(wanted)]
     cols = ["datetime", "instrument", *REQUIRED, *[c for c in OPTIONAL if c in df.columns]]
     return df[cols]
-
-
-def _bad_row(where, df, mask, why):
-    i = int(np.flatnonzero(mask.to_numpy())[0])
-    row = df.iloc[i]
-    raise GptquantError(f"{where}: row {df.index[i]} ({row['instrument']} {row['datetime'].date()}): {why} "
-                        f"({int(mask.sum())} such rows)")
-
-
-def _codes(col: pd.Series, where: str) -> pd.Series:
-    # normalise each distinct code once; a column that is already canonical is returned as it is
-    raw = col.astype(str).str.strip()
-    ids, uniq = pd.factorize(raw, use_na_sentinel=False)
-    canon = []
-    for i, c in enumerate(uniq):
-        try:
-            canon.append(normalize_code(c))
-        except ValueError:
-            row = int(np.flatnonzero(ids == i)[0]) + 1
-            raise GptquantError(f"{where}: row {row}: not an A-share instrument code: {c!r}") from None
-    if canon == list(uniq):
-        return raw
-    return pd.Series(pd.array(canon, dtype="str").take(ids), index=raw.index)
-
-
-def _dates(col: pd.Series, where: str) -> pd.DatetimeIndex:
-    if pd.api.types.is_datetime64_any_dtype(col):
-        idx = pd.DatetimeIndex(col)
-    else:  # the format is inferred from the first value; rows in another format fail below by row number
-        idx = pd.DatetimeIndex(pd.to_datetime(col.astype(str).str.strip(), errors="coerce"))
-    if idx.tz is not None:
-        idx = idx.tz_convert("Asia/Shanghai").tz_localize(None)
-    bad = idx.isna()
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        raise GptquantError(f"{where}: row {col.index[i]}: cannot parse date {col.iloc[i]!r}")
-    return idx.normalize().as_unit("ns")
-
-
-def _numeric(col: pd.Series, name: str, where: str) -> pd.Series:
-    if pd.api.types.is_numeric_dtype(col):  # already numbers: nothing to parse (text checks cost seconds on 1M rows)
-        return col.astype(float)
-    out = pd.to_numeric(col, errors="coerce").astype(float)
-    cand = np.flatnonzero((out.isna() & col.notna()).to_numpy())  # only these can be text that is not a number
-    if len(cand):
-        text = col.iloc[cand].astype(str).str.strip().to_numpy()
-        bad = cand[text != ""]
-        if len(bad):
-            i = int(bad[0])
-            raise GptquantError(f"{where}: row {col.index[i]}: column {name!r} is not a number: {col.iloc[i]!r}")
-    return out
-
-
-def _flags(col: pd.Series, where: str) -> pd.Series:
-    if pd.api.types.is_bool_dtype(col):
-        return col.astype(bool)
-    if pd.api.types.is_numeric_dtype(col):  # 0/1 (NaN = not ST) without building strings
-        v = col.to_numpy(dtype=float, na_value=np.nan)
-        if (np.isnan(v) | (v == 0) | (v == 1)).all():
-            return pd.Series(v == 1, index=col.index)
-    text = col.astype(str).str.strip().str.lower()
-    truth = {"1": True, "true": True, "yes": True, "y": True, "0": False, "false": False, "no": False, "n": False,
-             "": False, "nan": False, "1.0": True, "0.0": False}
-    bad = ~text.isin(list(truth))
-    if bad.any():
-        i = int(np.flatnonzero(bad.to_numpy())[0])
-        raise GptquantError(f"{where}: row {col.index[i]}: column 'st' must be a true/false flag, got {col.iloc[i]!r}")
-    return text.map(truth).astype(bool)

@@ -55,6 +55,8 @@ def _one(v, required: bool, date_order):
         return pd.NaT, f"unparseable datetime {str(v)[:40]!r} (accepted: {ACCEPTED})"
     if ts.tzinfo is not None:
         ts = ts.tz_convert("Asia/Shanghai").tz_localize(None)
+    if not 1900 <= ts.year <= 2200:  # e.g. a code '600519' read as the year 600: refuse, never overflow
+        return pd.NaT, f"datetime {str(v)[:40]!r} is outside the years 1900-2200"
     return ts, ""
 
 
