@@ -74,7 +74,9 @@ def run_task(config: dict, base: str, task: int, params: dict, out_dir: str) -> 
 def write_row(out_dir: Path, row: dict) -> None:
     from ..atomic import atomic_write_text
 
-    atomic_write_text(out_dir / f"{row['name']}.json", json.dumps(row, ensure_ascii=False, indent=1) + "\n")
+    from ..names import safe_name
+
+    atomic_write_text(out_dir / f"{safe_name(row['name'], 'sweep point')}.json", json.dumps(row, ensure_ascii=False, indent=1) + "\n")
 
 
 # ---- engines --------------------------------------------------------------------------------------

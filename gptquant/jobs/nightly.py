@@ -43,6 +43,7 @@ from pathlib import Path
 from ..atomic import atomic_write_text
 from ..config import ANY, load_toml, resolve_path
 from ..errors import GptquantError
+from ..names import safe_name
 
 SCHEMA = {  # typed: a wrong type fails at load naming its key (gptquant.config); dates stay ANY (TOML date or text)
     "title": str, "root": str, "workers": int, "compare": dict[str, float],
@@ -72,7 +73,7 @@ def load_config(path, overrides: dict | None = None) -> dict:
         for need in ("name", "module"):
             if need not in b:
                 raise GptquantError(f"{path}: backtest[{i}] needs a {need!r}")
-        names.append(b["name"])
+        names.append(safe_name(b["name"], f"{path}: backtest[{i}].name"))
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
         raise GptquantError(f"{path}: backtest name(s) used twice: {', '.join(dup)}")

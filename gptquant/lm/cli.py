@@ -78,9 +78,11 @@ def _pretrain(args) -> int:
 
 
 def _export(args) -> int:
+    from ..names import safe_name
     from .export import export_bundle
 
-    m = export_bundle(args.model, args.out, int8=args.int8, max_length=args.max_length, name=args.name,
+    name = None if args.name is None else safe_name(args.name, "--name")  # before any loading
+    m = export_bundle(args.model, args.out, int8=args.int8, max_length=args.max_length, name=name,
                       exporter=args.exporter, optimize=args.optimize, sentiment_only=args.sentiment_only)
     par = m["parity"].get(m["precision"], {})
     shown = {"nll_mean_abs": "mean |dnll|", "nll_max_abs": "max |dnll|", "rank_bucket_agreement": "rank buckets",
