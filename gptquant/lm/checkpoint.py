@@ -112,21 +112,56 @@ def load_checkpoint(path, with_model: bool = True) -> Checkpoint:
     for key in ("vocab_size", "n_embd", "n_layer", "n_head"):
         if key not in config:
             raise GptquantError(f"{model_dir}/config.json: missing field {key!r}")
+    weights = next((model_dir / w for w in WEIGHT_FILES if (model_dir / w).is_file()), None)
+    check_sizes(model_dir, config, weights)
     tok, kind = detect_tokenizer(model_dir, config)
     n_tok = tok.get_vocab_size(with_added_tokens=True)
-    if n_tok > int(config["vocab_size"]):
-        raise GptquantError(
-            f"{model_dir}: tokenizer has {n_tok} tokens but the model has {config['vocab_size']} embedding rows")
     if n_tok < 100:
         raise GptquantError(f"{model_dir}: tokenizer has only {n_tok} tokens; the vocabulary did not load")
+    if n_tok != int(config["vocab_size"]):  # fewer: rows no text can reach still share the softmax (ppl, ranks)
+        raise GptquantError(f"{model_dir}: tokenizer has {n_tok} tokens but the model has {config['vocab_size']} "
+                            f"embedding rows; they must match (wrong vocab file for these weights?)")
     policy = special_token_policy(tok, kind, config)
-    weights = next((model_dir / w for w in WEIGHT_FILES if (model_dir / w).is_file()), None)
     ckpt = Checkpoint(model_dir, config, tok, kind, policy, weights)
     if with_model:
         if weights is None:
             raise GptquantError(f"{model_dir}: no weights (need {' or '.join(WEIGHT_FILES)})")
         ckpt.model = load_weights(model_dir, weights, config)
     return ckpt
+
+
+def fp32_bytes(config: dict) -> int:
+    """Bytes of a GPT-2's parameters in fp32, from its config alone (embeddings, blocks, final norm)."""
+    v, e, n = int(config["vocab_size"]), int(config["n_embd"]), int(config["n_layer"])
+    p = int(config.get("n_positions") or config.get("n_ctx") or 1024)
+    inner = int(config.get("n_inner") or 4 * e)
+    block = 4 * e * e + 4 * e + 2 * e * inner + inner + e + 4 * e  # attention, MLP, two layer norms
+    return 4 * (v * e + p * e + n * block + 2 * e)
+
+
+def check_sizes(model_dir: Path, config: dict, weights: Path | None) -> None:
+    """Refuse a config whose sizes are not positive integers, or that describes a model larger than this
+    machine's memory or than its weights file, before anything is allocated; the message names the size."""
+    import os
+
+    for key in ("vocab_size", "n_embd", "n_layer", "n_head", "n_positions"):
+        value = config.get(key, 1)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise GptquantError(f"{model_dir}/config.json: {key} must be a positive integer, got {value!r}")
+    if config["n_embd"] % config["n_head"]:
+        raise GptquantError(f"{model_dir}/config.json: n_embd {config['n_embd']} is not a multiple of n_head {config['n_head']}")
+    need = fp32_bytes(config)
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        memory = None
+    sizes = ", ".join(f"{k}={config[k]}" for k in ("n_layer", "n_embd", "vocab_size"))
+    if memory and need > memory:
+        raise GptquantError(f"{model_dir}/config.json: {sizes} describe a model of {need / 2**30:,.1f} GiB in fp32; "
+                            f"this machine has {memory / 2**30:,.1f} GiB of memory; refusing before allocating it")
+    if weights is not None and need > 4 * weights.stat().st_size + (1 << 20):  # fp16 files are half the fp32 size
+        raise GptquantError(f"{model_dir}/config.json: {sizes} describe a model of {need / 2**20:,.1f} MiB in fp32, "
+                            f"but {weights.name} holds {weights.stat().st_size / 2**20:,.1f} MiB: config and weights do not match")
 
 
 def load_weights(model_dir: Path, weights: Path, config: dict):
