@@ -29,10 +29,11 @@ def read_table(source) -> tuple[str, pd.DataFrame]:
             return str(path), pd.read_parquet(path)
         if name.endswith((".jsonl", ".json")):
             return str(path), pd.read_json(path, lines=name.endswith(".jsonl"), dtype=False)
-        try:
-            return str(path), pd.read_csv(path, dtype=str, keep_default_na=False)
-        except UnicodeDecodeError:
-            return str(path), pd.read_csv(path, dtype=str, keep_default_na=False, encoding="gb18030")
+        from io import StringIO
+
+        from ..encoding import read_text  # UTF-8 or GB18030 decided per line, as for news and prices
+
+        return str(path), pd.read_csv(StringIO(read_text(path)), dtype=str, keep_default_na=False)
     except (ValueError, OSError) as exc:
         raise GptquantError(f"{path}: unreadable table ({exc})") from None
 
