@@ -55,3 +55,14 @@ def test_sessions_past_the_horizon_are_weekdays():
     days = cal.sessions("2027-01-01", "2027-01-10")
     assert [d.day for d in days] == [1, 4, 5, 6, 7, 8]
     assert cal.horizon() <= pd.Timestamp("2026-12-31")
+
+
+def test_extra_holidays_is_a_nightly_config_key(tmp_path):
+    from gptquant.jobs.nightly import load_config
+
+    path = tmp_path / "n.toml"
+    path.write_text('[news]\nsources = ["n.csv"]\n[prices]\nbars = "p.csv"\n[model]\nbundle = "b"\n'
+                    '[panel]\nextra_holidays = [2027-02-15, "2027-02-16"]\n', encoding="utf-8")
+    config = load_config(path)  # before: "unknown config key(s): panel.extra_holidays"
+    days = cal._holidays(config["panel"]["extra_holidays"])
+    assert days == (pd.Timestamp("2027-02-15"), pd.Timestamp("2027-02-16"))

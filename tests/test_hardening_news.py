@@ -125,3 +125,16 @@ def test_a_stale_panel_rejects_file_is_removed_when_a_run_rejects_nothing(tmp_pa
     (tmp_path / "panel.rejects.csv").write_text("row,article_id,reason\n7,7,from an earlier run\n")
     assert main(["panel", "--features", str(feats), "--news", str(news), "--out", str(out)]) == 0
     assert out.exists() and not (tmp_path / "panel.rejects.csv").exists()
+
+
+def test_label_market_with_every_row_rejected_is_one_error_naming_the_rejects_file(tmp_path, capsys):
+    (tmp_path / "news.csv").write_text(HEAD + "2023-03-02 08:00,公告,688999\n03/04/2023,公告,600001\n", encoding="utf-8")
+    days = pd.bdate_range("2023-03-01", "2023-03-10")
+    bars = pd.DataFrame({"datetime": days, "code": "600001", "open": 10.0, "high": 10.5, "low": 9.5, "close": 10.0,
+                         "volume": 1e6})
+    bars.to_csv(tmp_path / "bars.csv", index=False)
+    bars.assign(code="000300").to_csv(tmp_path / "csi300.csv", index=False)
+    rc = main(["label", "market", "--news", str(tmp_path / "news.csv"), "--prices", str(tmp_path / "bars.csv"),
+               "--benchmark", str(tmp_path / "csi300.csv"), "--out", str(tmp_path / "labels.csv")])
+    assert rc != 0 and "no row could be labelled (2 rejected, see" in capsys.readouterr().err
+    assert len(pd.read_csv(tmp_path / "labels.rejects.csv")) == 2 and not (tmp_path / "labels.csv").exists()

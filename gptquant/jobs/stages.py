@@ -103,7 +103,8 @@ def panel(run: Run):
                               aggregates=pc.get("aggregates", ("mean", "sum", "count", "maxabs", "ewm")),
                               halflife=float(pc.get("halflife", 3)), columns=pc.get("columns"), carry=pc.get("carry"),
                               ai_score_max=pc.get("ai_score_max"), ai_weight=pc.get("ai_weight"),
-                              start=pc.get("start"), end=pc.get("end"), return_rejects=True)
+                              start=pc.get("start"), end=pc.get("end"), return_rejects=True,
+                              extra_holidays=pc.get("extra_holidays"))
     if frame.empty:
         raise GptquantError("the panel is empty: no news article reached a session (see panel_rejects.csv)")
     write_parquet(frame, run.run_dir / "panel.parquet")

@@ -140,10 +140,12 @@ def _label_market(args) -> int:
     labelled, rejects = L.market_labels(args.news, bars, args.benchmark, benchmark_code=args.benchmark_code,
                                         horizon=args.horizon, down=args.down, up=args.up, cutoff=args.cutoff)
     out = Path(args.out)
-    atomic_write(out, lambda p: labelled.to_parquet(p, index=False) if out.suffix in (".parquet", ".pq")
-            else labelled.to_csv(p, index=False))
     rej = Path(args.rejects) if args.rejects else out.with_name(out.stem + ".rejects.csv")
     atomic_write(rej, lambda p: rejects.to_csv(p, index=False))
+    if labelled.empty:
+        raise GptquantError(f"{args.news}: no row could be labelled ({len(rejects)} rejected, see {rej})")
+    atomic_write(out, lambda p: labelled.to_parquet(p, index=False) if out.suffix in (".parquet", ".pq")
+            else labelled.to_csv(p, index=False))
     counts = labelled["label"].value_counts().reindex(list(L.LABELS), fill_value=0)
     print(f"labelled {len(labelled)} (article, instrument) rows: " + ", ".join(f"{k} {v}" for k, v in counts.items())
           + f"; {len(rejects)} rejected -> {rej}")
