@@ -8,7 +8,7 @@ import sqlite3
 
 import pandas as pd
 import pytest
-from test_runtime_support import make_bundle
+from conftest import make_bundle
 
 from gptquant import bundle as B
 from gptquant.cli import main
