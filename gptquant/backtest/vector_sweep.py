@@ -97,7 +97,7 @@ def vector_rows(tasks: list[tuple], check, task_name, write_row):
             result = run_point(shared, params)
             row["summary"] = finite_floats(result.summary)
             row["final_value"] = float(result.daily["portfolio_value"].iloc[-1])
-        except GptquantError as exc:  # a point's bad parameters are its own failure, as with the event engine
+        except Exception as exc:  # a point's bad parameters are its own failure, as with the event engine
             row.update(status="failed", error=f"{type(exc).__name__}: {exc}")
         row["seconds"] = round(time.perf_counter() - t0, 4)
         rows.append(row)
