@@ -58,18 +58,13 @@ class History(SqliteStore):
                 "data_start", "data_end", "articles", "scored", "run_dir")
         values = [run.get(c) for c in cols] + [json.dumps(json_safe(run.get("timings", {}))),
                                                json.dumps(json_safe(run.get("analysis", {})), ensure_ascii=False)]
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            self._db.execute(f"INSERT INTO runs ({', '.join(cols)}, timings, analysis) VALUES ({', '.join('?' * (len(cols) + 2))})",
-                             values)
-            self._db.executemany(
+        with self.transaction() as db:
+            db.execute(f"INSERT INTO runs ({', '.join(cols)}, timings, analysis) VALUES ({', '.join('?' * (len(cols) + 2))})",
+                       values)
+            db.executemany(
                 "INSERT INTO backtests (run_id, name, status, summary, error, seconds) VALUES (?, ?, ?, ?, ?, ?)",
                 [(run["run_id"], b["name"], b["status"], json.dumps(json_safe(b.get("summary"))), b.get("error"), b.get("seconds"))
                  for b in run.get("backtests", [])])
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
 
     def runs(self, config_name: str) -> list[dict]:
         """Every recorded run of a config, oldest first, with its backtests."""

@@ -4,6 +4,7 @@ and a one-line error when the file is not a usable database."""
 from __future__ import annotations
 
 import sqlite3
+from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import GptquantError
@@ -24,6 +25,18 @@ class SqliteStore:
             self._db.executescript(schema)
         except sqlite3.DatabaseError as exc:
             raise GptquantError(f"{self.path}: not a usable {self.what} ({exc})") from None
+
+    @contextmanager
+    def transaction(self):
+        """One write transaction (taken at once, so two writers queue instead of failing mid-way): committed
+        when the block ends, rolled back if it raises."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
 
     def close(self) -> None:
         self._db.close()

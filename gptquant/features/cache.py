@@ -121,14 +121,9 @@ class ScoreCache(SqliteStore):
             raise ValueError(f"put_many: {len(keys)} keys but {len(rows)} feature rows")
         blobs = [json.dumps({c: _plain(v) for c, v in r.items()}, ensure_ascii=False) for r in rows]
         data = [(bundle_hash, k, b, row_checksum(bundle_hash, k, b)) for k, b in zip(keys, blobs)]
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            self._db.executemany("INSERT OR REPLACE INTO scores (bundle_hash, text_hash, features, checksum) "
-                                 "VALUES (?, ?, ?, ?)", data)
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
+        with self.transaction() as db:
+            db.executemany("INSERT OR REPLACE INTO scores (bundle_hash, text_hash, features, checksum) "
+                           "VALUES (?, ?, ?, ?)", data)
 
 
 def _verified(bundle_hash: str, key: str, blob, checksum):
