@@ -5,7 +5,7 @@ Nothing here imports backtrader until a run is asked for, so `import gptquant` s
 
 _LAZY = {
     "trade": ("gptquant.backtest.bigquant", "trade"),
-    "PerOrder": ("gptquant.backtest.bigquant", "PerOrder"),
+    "PerOrder": ("gptquant.backtest.assets", "PerOrder"),
     "run": ("gptquant.backtest.engine", "run"),
     "make_cerebro": ("gptquant.backtest.engine", "make_cerebro"),
     "Rules": ("gptquant.backtest.broker", "Rules"),

@@ -5,32 +5,30 @@ Timing, chosen so that no callback can see the future:
   completed bar (D-1) for prices and volume, D's suspension flag and price limits (announced before
   the open) and panel row D (a panel with the default 09:30 cutoff is known then; pass
   panel_at="close" for a 15:00-cutoff panel). Orders placed here fill on D at the configured fields.
-- `handle_data(context, data)` runs after D closes and sees D's bar; its orders fill on D+1.
+  Functions scheduled with time_rules.market_open run right after it.
+- `handle_data(context, data)` runs after D closes and sees D's bar; its orders fill on D+1. Then the
+  functions scheduled at market_close, then `after_trading(context, data)`.
+- `handle_order(context, order)` / `handle_trade(context, transaction)` run when an order changes state / fills.
 Order sizing uses the latest known close; lots, limits, T+1, volume cap and cash are applied at the fill.
 """
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
-
 import backtrader as bt
-import numpy as np
 import pandas as pd
 
 from ..errors import GptquantError
-from ..text import normalize_code
+from .assets import Equity, Order, PerOrder, Portfolio, Position, Positions, Transaction  # noqa: F401 (the face's objects)
+from .bardata import BarData
+from .context import Context
 
-PRICE_FIELDS = ("open", "high", "low", "close", "volume", "price")
-PRE_OPEN_FIELDS = ("suspended", "up_limit", "down_limit", "pre_close")  # known before the session opens
+_CURRENT: list = []  # the context of the run in progress (zipline-style global functions act on it)
 
 
-@dataclass(frozen=True)
-class PerOrder:
-    """BigQuant's commission model: buy_cost / sell_cost rates (sell_cost includes stamp duty), min_cost per order."""
-
-    buy_cost: float = 0.0003
-    sell_cost: float = 0.0013
-    min_cost: float = 5.0
+def current_context() -> Context:
+    """The context of the backtest running now; an error outside a run."""
+    if not _CURRENT:
+        raise GptquantError("no backtest is running: order functions and symbol() work inside the callbacks")
+    return _CURRENT[-1]
 
 
 def trade(instruments=None, start_date=None, end_date=None, initialize=None, handle_data=None,
@@ -39,12 +37,16 @@ def trade(instruments=None, start_date=None, end_date=None, initialize=None, han
           order_price_field_sell: str = "close", volume_limit: float | None = 0.025, commission=None, *,
           data=None, benchmark_data=None, panel: pd.DataFrame | None = None, panel_at: str = "open",
           options: dict | None = None, rules=None, volume_unit: str = "shares", data_root=None, title: str | None = None,
-          checkpoints=None):
+          checkpoints=None, after_trading=None, handle_order=None, handle_trade=None, code_style: str = "canonical",
+          attributes: dict | None = None, history_days: int = 1):
     """Run callbacks over XSHG sessions in [start_date, end_date] under A-share rules; returns a BacktestResult.
 
     data / benchmark_data: a DataFrame, file or folder (default: $GPTQUANT_DATA_ROOT's bars/ and index/).
     commission: a rate, a PerOrder, or a dict of Rules fields. options: your parameters, readable as
-    context.options (options_data is context.options["data"], as in BigQuant). checkpoints: a file that makes the run resumable (see gptquant.backtest.resume).
+    context.options (options_data is context.options["data"], as in BigQuant). checkpoints: a file that makes the
+    run resumable (see gptquant.backtest.resume). code_style: how Equity.symbol spells codes ("bigquant":
+    600519.SHA). attributes: context attributes set before initialize and rebuilt (not checkpointed) each run.
+    history_days: sessions of bars loaded before start_date for data.history.
     """
     from .broker import Rules
     from .engine import bars_for, benchmark_returns, collect, make_cerebro, run_cerebro
@@ -56,13 +58,20 @@ def trade(instruments=None, start_date=None, end_date=None, initialize=None, han
         raise GptquantError("trade() needs start_date and end_date")
     if panel_at not in ("open", "close"):
         raise GptquantError(f"panel_at must be 'open' or 'close', got {panel_at!r}")
+    try:
+        capital = float(capital_base)
+    except (TypeError, ValueError):
+        capital = float("nan")
+    if not capital > 0 or capital == float("inf"):
+        raise GptquantError(f"capital_base must be a positive number, got {capital_base!r}")
     base = rules or Rules()
     rules = base.replace(order_price_field_buy=order_price_field_buy, order_price_field_sell=order_price_field_sell,
                          volume_limit=volume_limit, **_commission_rules(commission))
-    bars = bars_for(data, instruments, start_date, end_date, volume_unit=volume_unit, root=data_root)
+    bars = bars_for(data, instruments, start_date, end_date, volume_unit=volume_unit, root=data_root,
+                    warmup=max(1, int(history_days)))
     universe = sorted(bars["instrument"].unique())
     ctx = Context(universe, {**(options or {}), "data": options_data}, panel, pd.Timestamp(start_date),
-                  pd.Timestamp(end_date), capital_base)
+                  pd.Timestamp(end_date), capital_base, code_style, attributes)
     if prepare is not None:
         prepare(ctx)
     key = None
@@ -71,12 +80,17 @@ def trade(instruments=None, start_date=None, end_date=None, initialize=None, han
 
         key = run_key(face="bigquant", strategy=source_of(initialize), options=ctx.options, rules=rules,
                       capital_base=float(capital_base), start=str(pd.Timestamp(start_date).date()), panel_at=panel_at,
-                      panel=feature_columns(panel), prepare=prepare is not None)
+                      panel=feature_columns(panel), prepare=prepare is not None, style=code_style,
+                      history_days=int(history_days))
     cerebro = make_cerebro(bars, panel, None, end_date, capital_base=capital_base, rules=rules, cheat_on_open=True,
                            record_from=start_date, panel_lines=False,
                            checkpoints=checkpoints, key=key, strategy_modules=(getattr(initialize, "__module__", ""),))
-    strat = run_cerebro(cerebro, _Callbacks, ctx=ctx, initialize=initialize, handle_data=handle_data,
-                        before_trading_start=before_trading_start, panel_at=panel_at)
+    try:
+        strat = run_cerebro(cerebro, _Callbacks, ctx=ctx, initialize=initialize, handle_data=handle_data,
+                            before_trading_start=before_trading_start, panel_at=panel_at, after_trading=after_trading,
+                            handle_order=handle_order, handle_trade=handle_trade)
+    finally:  # also when a callback raised: the global order functions must not act on a finished run
+        _CURRENT[:] = [c for c in _CURRENT if c is not ctx]
     bench = benchmark_returns(benchmark, benchmark_data, strat, data_root)
     return collect(strat, capital_base, bench, benchmark, title or getattr(initialize, "__module__", "trade"))
 
@@ -85,7 +99,7 @@ def _commission_rules(commission) -> dict:
     if commission is None:
         return {}
     if isinstance(commission, PerOrder):
-        return {"commission": commission.buy_cost, "sell_cost": commission.sell_cost,
+        return {"commission": commission.buy_cost, "sell_cost": commission.sell_cost + (commission.tax_ratio or 0.0),
                 "min_commission": commission.min_cost}
     if isinstance(commission, (int, float)):
         return {"commission": float(commission)}
@@ -98,15 +112,23 @@ class _Callbacks(bt.Strategy):
     """Calls the user's functions: before_trading_start before each open, handle_data after each close."""
 
     params = (("ctx", None), ("initialize", None), ("handle_data", None), ("before_trading_start", None),
-              ("panel_at", "open"))
+              ("panel_at", "open"), ("after_trading", None), ("handle_order", None), ("handle_trade", None))
 
     def start(self):
         ctx = self.p.ctx
         ctx._bind(self, BarData(self, ctx, self.p.panel_at))
+        _CURRENT.append(ctx)
         self.p.initialize(ctx)
 
     def _active(self):
         return pd.Timestamp(self.data.datetime.date(0)) >= self.p.ctx.start_date  # the feeds, not the strategy clock, are at D in next_open
+
+    def _run_scheduled(self, phase):
+        ctx = self.p.ctx
+        day = ctx._data.current_dt
+        for s in list(ctx._scheduled):
+            if s.time_rule.phase == phase and s.date_rule.matches(day):
+                s.func(ctx, ctx._data)
 
     def next_open(self):
         if not self._active():
@@ -116,6 +138,7 @@ class _Callbacks(bt.Strategy):
         ctx._phase = "open"
         if self.p.before_trading_start is not None:
             self.p.before_trading_start(ctx, ctx._data)
+        self._run_scheduled("open")
 
     def next(self):
         if not self._active():
@@ -124,263 +147,18 @@ class _Callbacks(bt.Strategy):
         ctx._phase = "close"
         if self.p.handle_data is not None:
             self.p.handle_data(ctx, ctx._data)
+        self._run_scheduled("close")
+        if self.p.after_trading is not None:
+            self.p.after_trading(ctx, ctx._data)
 
-
-@dataclass
-class Position:
-    sid: str
-    amount: int
-    cost_basis: float
-    last_sale_price: float
-
-
-@dataclass
-class Portfolio:
-    cash: float
-    portfolio_value: float
-    positions_value: float
-    positions: dict
-    starting_cash: float
-
-    @property
-    def returns(self) -> float:
-        return self.portfolio_value / self.starting_cash - 1
-
-    @property
-    def pnl(self) -> float:
-        return self.portfolio_value - self.starting_cash
-
-
-class Context:
-    """What the callbacks get as `context`: options, portfolio, order functions and your own attributes."""
-
-    def __init__(self, instruments, options, panel, start_date, end_date, capital_base):
-        self.instruments = list(instruments)
-        self.options = options
-        self.panel = panel
-        self.start_date, self.end_date = start_date, end_date
-        self.capital_base = capital_base
-        self.trading_day_index = -1
-        self._phase = "close"
-        self._strat = None
-        self._data = None
-
-    def _bind(self, strat, data):
-        self._strat, self._data = strat, data
-        self._feeds = {d._name: d for d in strat.datas}
-
-    _BUILT = frozenset({"instruments", "options", "panel", "start_date", "end_date", "capital_base", "_strat", "_data",
-                        "_feeds"})
-
-    def _state(self) -> dict:
-        """Your attributes and the day counter (what a resumed run must get back; the rest is rebuilt)."""
-        return {k: v for k, v in vars(self).items() if k not in self._BUILT}
-
-    def _restore(self, state: dict) -> None:
-        for k in [k for k in vars(self) if k not in self._BUILT]:
-            delattr(self, k)
-        vars(self).update(state)
-
-    # -- instruments and portfolio
-    def symbol(self, code) -> str:
-        """Canonical code of an instrument in the universe ('600519' -> '600519.SH')."""
-        try:
-            sym = normalize_code(code)
-        except ValueError as exc:
-            raise GptquantError(str(exc)) from None
-        if sym not in self._feeds:
-            raise GptquantError(f"{code!r} is not in this backtest's instruments")
-        return sym
-
-    @property
-    def portfolio(self) -> Portfolio:
-        broker = self._strat.broker
-        positions = {}
-        for feed, pos in broker.positions.items():
-            if pos.size:
-                positions[feed._name] = Position(feed._name, int(pos.size), pos.price,
-                                                 self._data.current(feed._name, "price"))
-        value = broker.getvalue()
-        cash = broker.getcash()
-        return Portfolio(cash, value, value - cash, positions, float(self.capital_base))
-
-    def set_commission(self, per_order: PerOrder | None = None, *, buy_cost=None, sell_cost=None, min_cost=None):
-        """Change costs from now on (BigQuant: context.set_commission(PerOrder(buy_cost, sell_cost, min_cost)))."""
-        if per_order is not None:
-            buy_cost, sell_cost, min_cost = per_order.buy_cost, per_order.sell_cost, per_order.min_cost
-        ci = self._strat.broker.getcommissioninfo(self._strat.datas[0])
-        if buy_cost is not None:
-            ci.p.commission = float(buy_cost)
-        if sell_cost is not None:
-            ci.p.sell_cost = float(sell_cost)
-        if min_cost is not None:
-            ci.p.min_commission = float(min_cost)
-
-    # -- orders: amounts are shares; buys are sized in whole lots from the latest known close
-    def order(self, asset, amount):
-        """Buy (amount > 0) or sell (amount < 0) shares; returns the order id or None when amount is 0."""
-        amount = int(amount)
-        if amount == 0:
-            return None
-        feed = self._feeds[self.symbol(asset)]
-        strat = self._strat
-        order = strat.buy(data=feed, size=amount) if amount > 0 else strat.sell(data=feed, size=-amount)
-        return order.ref
-
-    def order_value(self, asset, value):
-        return self.order(asset, self._shares(asset, value))
-
-    def order_percent(self, asset, percent):
-        return self.order_value(asset, self._strat.broker.getvalue() * percent)
-
-    def order_target(self, asset, amount):
-        """Order the difference between `amount` and the position plus orders still pending for it."""
-        sym = self.symbol(asset)
-        feed = self._feeds[sym]
-        have = self._strat.broker.getposition(feed).size + self._pending(feed)
-        amount = int(amount)
-        delta = amount - have
-        if delta > 0:
-            delta -= delta % self._lot()
-        elif amount > 0 and delta < 0:
-            delta += (-delta) % self._lot()  # partial sells stay in lots; selling to 0 may be odd
-        return self.order(sym, delta)
-
-    def order_target_value(self, asset, value):
-        price = self._price(asset)
-        if not price > 0:
-            return self._no_price(asset)
-        return self.order_target(asset, self._lots(value / price) if value > 0 else 0)
-
-    def order_target_percent(self, asset, percent):
-        return self.order_target_value(asset, self._strat.broker.getvalue() * percent)
-
-    def get_open_orders(self) -> dict:
-        """Pending orders by instrument: {code: [remaining signed shares, ...]}."""
-        out = {}
-        for o in self._strat.broker.pending:
-            if o is not None and o.alive():
-                out.setdefault(o.data._name, []).append(o.executed.remsize)
-        return out
-
-    def _pending(self, feed) -> int:
-        return int(sum(o.executed.remsize for o in self._strat.broker.pending
-                       if o is not None and o.alive() and o.data is feed))
-
-    def _lot(self) -> int:
-        return self._strat.broker.p.rules.lot_size
-
-    def _lots(self, shares: float) -> int:
-        lot = self._lot()
-        return int(math.floor(shares / lot)) * lot
-
-    def _price(self, asset) -> float:
-        return self._data.current(self.symbol(asset), "price")
-
-    def _shares(self, asset, value) -> int:
-        price = self._price(asset)
-        if not price > 0:
-            self._no_price(asset)
-            return 0
-        return int(math.copysign(self._lots(abs(value) / price), value))
-
-    def _no_price(self, asset):
-        broker = self._strat.broker
-        broker.order_log.append({
-            "created": self._data.current_dt.date(), "datetime": None, "instrument": self.symbol(asset),
-            "side": None, "requested": None, "filled": 0, "price": math.nan, "commission": 0.0,
-            "status": "rejected", "reason": "no known price to size the order (not listed yet)", "ref": None})
-        return None
-
-
-class BarData:
-    """`data` in the callbacks: current(), can_trade(), history(), current_dt — never beyond what is known."""
-
-    def __init__(self, strat, ctx, panel_at):
-        self._strat, self._ctx, self._panel_at = strat, ctx, panel_at
-        self._feeds = {d._name: d for d in strat.datas}
-        self._column = {d._name: j for j, d in enumerate(strat.datas)}
-        self._panel = strat.env.panel_arrays  # feature -> session x instrument, on the feeds' grid
-        self._features = list(self._panel)
-
-    @property
-    def current_dt(self) -> pd.Timestamp:
-        return pd.Timestamp(self._strat.data.datetime.date(0))
-
-    def _ago(self, field) -> int:
-        if self._ctx._phase == "close" or field in PRE_OPEN_FIELDS:
-            return 0
-        if field in self._features:
-            return 0 if self._panel_at == "open" else -1
-        return -1
-
-    def _line(self, field):
-        name = "close" if field == "price" else field
-        if name not in (*PRICE_FIELDS, *PRE_OPEN_FIELDS, *self._features):
-            raise GptquantError(f"unknown field {field!r}; fields: {', '.join((*PRICE_FIELDS, *PRE_OPEN_FIELDS, *self._features))}")
-        return name
-
-    def _feed(self, asset):
-        try:
-            return self._feeds[normalize_code(asset)]
-        except (ValueError, KeyError):
-            raise GptquantError(f"{asset!r} is not in this backtest's instruments") from None
-
-    def _value(self, asset, field) -> float:
-        feed = self._feed(asset)
-        ago = self._ago(field)
-        if len(feed) + ago < 1:  # nothing known yet (line[-1] on the first bar would wrap around)
-            return math.nan
-        if field in self._panel:
-            return float(self._panel[field][len(feed) - 1 + ago, self._column[feed._name]])
-        return getattr(feed.lines, self._line(field))[ago]
-
-    def current(self, assets, fields):
-        """A float for one asset and field; a Series over assets or fields; a DataFrame for both lists."""
-        one_asset, one_field = isinstance(assets, str), isinstance(fields, str)
-        if one_asset and one_field:
-            return self._value(assets, fields)
-        assets = [assets] if one_asset else list(assets)
-        fields = [fields] if one_field else list(fields)
-        frame = pd.DataFrame({f: [self._value(a, f) for a in assets] for f in fields},
-                             index=[normalize_code(a) for a in assets])
-        if one_field:
-            return frame[fields[0]]
-        return frame.iloc[0] if one_asset else frame
-
-    def can_trade(self, asset) -> bool:
-        """Listed and not suspended this session (price limits are judged at the fill)."""
-        feed = self._feed(asset)
-        return not feed.suspended[0] and feed.close[0] > 0
-
-    def history(self, assets, fields, bar_count: int, frequency: str = "1d"):
-        """The last bar_count completed sessions (ending D in handle_data, D-1 before the open)."""
-        if frequency != "1d":
-            raise GptquantError(f"only daily history is available, got frequency={frequency!r}")
-        end_ago = 0 if self._ctx._phase == "close" else -1
-        one_asset, one_field = isinstance(assets, str), isinstance(fields, str)
-        assets = [assets] if one_asset else list(assets)
-        fields = [fields] if one_field else list(fields)
-        cols = {}
-        index = None
-        for a in assets:
-            feed = self._feed(a)
-            stop = feed.lines.datetime.idx + end_ago + 1
-            begin = max(0, stop - int(bar_count))
-            if index is None:
-                days = np.asarray(feed.lines.datetime.array[begin:max(stop, begin)], dtype=np.int64) - 719163
-                index = pd.DatetimeIndex(pd.to_datetime(days, unit="D"), name="datetime")
-            for f in fields:
-                if f in self._panel:
-                    values = self._panel[f][begin:max(stop, begin), self._column[feed._name]]
-                else:
-                    values = getattr(feed.lines, self._line(f)).array[begin:max(stop, begin)]
-                cols[(f, normalize_code(a))] = np.asarray(values, dtype=float)
-        frame = pd.DataFrame(cols, index=index)
-        if one_asset and one_field:
-            return frame.iloc[:, 0].rename(normalize_code(assets[0]))
-        if one_field:
-            return frame[fields[0]]
-        if one_asset:
-            return frame.xs(normalize_code(assets[0]), axis=1, level=1)
-        return frame
+    def notify_order(self, order):
+        ctx = self.p.ctx
+        if self.p.handle_trade is not None and order.status in (bt.Order.Partial, bt.Order.Completed) \
+                and order.executed.exbits:
+            bit = order.executed.exbits[-1]
+            size = int(bit.size)
+            self.p.handle_trade(ctx, Transaction(Equity(order.data._name, ctx._style), size, float(bit.price),
+                                                 bt.num2date(bit.dt).date(), order.ref,
+                                                 float(bit.closedcomm + bit.openedcomm)))
+        if self.p.handle_order is not None:
+            self.p.handle_order(ctx, ctx._snapshot(order))

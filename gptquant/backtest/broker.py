@@ -27,6 +27,7 @@ from ..errors import GptquantError
 STAMP_DUTY = ((date(1990, 1, 1), 0.001), (date(2023, 8, 28), 0.0005))
 PRICE_FIELDS = ("open", "close")
 CASH_POLICIES = ("a_share", "backtrader")
+UNFILLED = ("cancel", "keep_partial", "keep")
 
 
 @dataclass(frozen=True)
@@ -35,7 +36,7 @@ class Rules:
 
     order_price_field_buy: str = "open"
     order_price_field_sell: str = "close"
-    volume_limit: float | None = 0.025  # share of the bar's volume one order may take; None = no cap
+    volume_limit: float | None = 0.025  # share of the bar's volume one order may take; None or 0 = no cap
     lot_size: int = 100
     t_plus_1: bool = True
     price_limits: bool = True
@@ -45,6 +46,11 @@ class Rules:
     stamp_duty: tuple = STAMP_DUTY
     sell_cost: float | None = None  # BigQuant PerOrder sell_cost: replaces commission + stamp duty on sells
     cash_policy: str = "a_share"  # or "backtrader": submission-time cash check, submission order, no cut-down
+    slippage: float = 0.0  # fills move against the order by this fraction of the price
+    # what happens to an order the rules did not fill in full: "cancel" (the rest is cancelled, gptquant's default);
+    # "keep_partial" (what the volume cap left stays open for the next sessions, zipline/BigQuant); "keep" (also orders
+    # refused because the stock cannot trade, suspended or at its limit: BigQuant's auto_cancel_non_tradable_orders=False)
+    unfilled: str = "cancel"
 
     def __post_init__(self):
         for name in ("order_price_field_buy", "order_price_field_sell"):
@@ -52,8 +58,14 @@ class Rules:
                 raise GptquantError(f"{name} must be 'open' or 'close', got {getattr(self, name)!r}")
         if self.cash_policy not in CASH_POLICIES:
             raise GptquantError(f"cash_policy must be one of {', '.join(CASH_POLICIES)}, got {self.cash_policy!r}")
+        if self.volume_limit == 0:
+            object.__setattr__(self, "volume_limit", None)  # BigQuant's volume_limit=0: no cap
         if self.volume_limit is not None and not 0 < self.volume_limit <= 1:
-            raise GptquantError(f"volume_limit must be in (0, 1] or None, got {self.volume_limit}")
+            raise GptquantError(f"volume_limit must be in [0, 1] or None (0 and None: no cap), got {self.volume_limit}")
+        if self.unfilled not in UNFILLED:
+            raise GptquantError(f"unfilled must be one of {', '.join(UNFILLED)}, got {self.unfilled!r}")
+        if not 0 <= self.slippage < 0.1:
+            raise GptquantError(f"slippage must be a fraction in [0, 0.1), got {self.slippage}")
         if self.lot_size < 1:
             raise GptquantError(f"lot_size must be >= 1, got {self.lot_size}")
         if self.commission < 0 or self.min_commission < 0:
@@ -174,12 +186,17 @@ class AShareBroker(bt.BackBroker):
         field = rules.order_price_field_buy if buy else rules.order_price_field_sell
         price = getattr(data.lines, field)[0]
         if data.suspended[0] or not price > 0:
-            return self._refuse(order, day, "suspended: no bar this session" if price > 0 else "not listed yet")
+            return self._refuse(order, day, "suspended: no bar this session" if price > 0 else "not listed yet",
+                                untradable=price > 0)
         if rules.price_limits:
             if buy and price >= data.up_limit[0] - rules.limit_tolerance:
-                return self._refuse(order, day, f"limit up: cannot buy at {price:g} (limit {data.up_limit[0]:g})")
+                return self._refuse(order, day, f"limit up: cannot buy at {price:g} (limit {data.up_limit[0]:g})",
+                                    untradable=True)
             if not buy and price <= data.down_limit[0] + rules.limit_tolerance:
-                return self._refuse(order, day, f"limit down: cannot sell at {price:g} (limit {data.down_limit[0]:g})")
+                return self._refuse(order, day, f"limit down: cannot sell at {price:g} (limit {data.down_limit[0]:g})",
+                                    untradable=True)
+        if rules.slippage:
+            price = price * (1 + rules.slippage if buy else 1 - rules.slippage)
 
         want = abs(order.executed.remsize)
         lot = rules.lot_size
@@ -188,6 +205,7 @@ class AShareBroker(bt.BackBroker):
         notes = []
         if buy:
             size = min(want, cap)
+            capped = size < want
             if size < want:
                 notes.append(f"volume_limit: at most {int(cap)} shares ({rules.volume_limit:g} of {data.volume[0]:g})")
             if size % lot:
@@ -195,6 +213,7 @@ class AShareBroker(bt.BackBroker):
                 size -= size % lot
             affordable = self._affordable(size, price, data, day) if self._a_share_cash else size
             if affordable < size:
+                capped = False  # cash, not volume, is what is missing: the rest is cancelled
                 notes.append(f"cash: {self.cash:.2f} buys {int(affordable)} of {int(size)} shares")
                 size = affordable
         else:
@@ -211,6 +230,7 @@ class AShareBroker(bt.BackBroker):
             if want > held:
                 notes.append(f"no short selling: {int(want)} asked, {int(held)} held")
             size = min(want, sellable, cap)
+            capped = cap < min(want, sellable)
             if cap < min(want, sellable):
                 notes.append(f"volume_limit: at most {int(cap)} shares ({rules.volume_limit:g} of {data.volume[0]:g})")
             if size < held and size % lot:  # odd lots may only be sold to close the whole position
@@ -224,7 +244,10 @@ class AShareBroker(bt.BackBroker):
         self._execute(order, ago=0, price=price)
         if order.status == bt.Order.Margin:
             return self._log(order, day, 0, price, 0.0, "rejected", "insufficient cash")
-        if order.alive():  # what the rules did not allow is cancelled, not carried to tomorrow
+        keep = capped and rules.unfilled != "cancel" and order.alive()
+        if keep:  # zipline/BigQuant: what the volume cap left stays open for the next sessions
+            notes.append(f"{int(abs(order.executed.remsize))} shares stay open")
+        elif order.alive():  # what the rules did not allow is cancelled, not carried to tomorrow
             order.cancel()
             self.notify(order)
         if buy:
@@ -247,7 +270,9 @@ class AShareBroker(bt.BackBroker):
             n -= lot
         return max(n, 0)
 
-    def _refuse(self, order, day, reason):
+    def _refuse(self, order, day, reason, untradable=False):
+        if untradable and self.p.rules.unfilled == "keep":  # BigQuant without auto-cancel: try again next session
+            return self._log(order, day, 0, math.nan, 0.0, "open", reason + "; the order stays open")
         order.reject()
         self.notify(order)
         self._log(order, day, 0, math.nan, 0.0, "rejected", reason)
