@@ -165,6 +165,8 @@ class _Book:
 
         if rules.cash_policy != "a_share":
             raise GptquantError("the vector engine implements cash_policy 'a_share' only")
+        if rules.slippage or rules.unfilled != "cancel":
+            raise GptquantError("the vector engine implements slippage 0 and unfilled 'cancel' only")
         self.m, self.r = m, rules
         self.cash = float(capital)
         self.shares = np.zeros(len(m.names))
