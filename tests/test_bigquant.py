@@ -320,3 +320,26 @@ def test_handle_data_signal_based_buys_at_the_weight_and_exits_on_signal_or_hold
     assert held[None] == [0, 30_000, 30_000, 30_000, 0, 0]
     # max_hold_days=1: held since 03-02, sold by 03-03's handle_data, gone at 03-04's open
     assert held[1] == [0, 30_000, 30_000, 0, 0, 0]
+
+
+def test_cancel_order_and_before_start_days(root):
+    flat_root(root)
+    seen = {}
+
+    def handle_data(context, data):
+        if context.trading_day_index == 0:
+            seen["id"] = context.order(context.symbol("600000.SHA"), 1000)
+
+    def before_trading_start(context, data):
+        if context.trading_day_index == 0:
+            seen["bars"] = len(data.history("600000.SHA", "close", 10, "1d"))
+        if context.trading_day_index == 1:
+            context.cancel_order(seen["id"])
+            o = context.get_order(seen["id"])
+            seen["after"] = (o.status, o.filled, context.get_open_orders())
+
+    for days in (10, None):
+        res = run("2021-03-01", "2021-03-03", handle_data, before_trading_start, before_start_days=days)
+        seen.setdefault("history", []).append(seen["bars"])
+    assert seen["history"] == [10, 1]  # before the first open: the sessions before start that were loaded
+    assert seen["after"] == ("cancelled", 0, {}) and res.orders["filled"].sum() == 0

@@ -240,7 +240,9 @@ class Context:
         """Cancel an order (an id or an Order) that has not filled yet."""
         found = self._live(order.id if isinstance(order, Order) else order)
         if found is not None:
-            self._strat.broker.cancel(found)
+            broker = self._strat.broker
+            broker.cancel(found)
+            broker._log(found, self._data.current_dt.date(), 0, math.nan, 0.0, "cancelled", "cancelled by the strategy")
 
     def has_unfinished_sell_order(self, asset) -> bool:
         return self._unfinished(asset, buy=False)
