@@ -74,7 +74,7 @@ def test_equity_equals_its_code_in_every_spelling_and_finds_positions():
 
 
 def test_positions_last_sale_date_order_ids_and_empty_positions(root):
-    flat_root(root, codes=("600000.SH", "000001.SZ"), overrides={"600000.SH": {"2021-03-03": {"open": 10.5}}})
+    flat_root(root, codes=("600000.SH", "000001.SZ"), overrides={"600000.SH": {"2021-03-03": {"open": 10.5, "high": 10.5}}})
     seen = {}
 
     def handle_data(context, data):
@@ -245,7 +245,7 @@ def test_instruments_in_every_form_and_m_instruments_v2(root):
 
 
 def test_benchmark_in_every_spelling_and_a_stock(root):
-    flat_root(root, codes=("600000.SH", "600519.SH"), overrides={"600519.SH": {"2021-03-02": {"close": 11.0}}})
+    flat_root(root, codes=("600000.SH", "600519.SH"), overrides={"600519.SH": {"2021-03-02": {"close": 11.0, "high": 11.0}}})
     rets = [run("2021-03-01", "2021-03-03", benchmark=b).daily["benchmark_returns"].round(8).tolist()
             for b in ("000300.HIX", "000300.INDX", "000300.SHA", "000300.SH")]
     close_0301 = 4000 + sessions("2020-11-11", "2021-03-01").size - 1  # the index adds 1 a session
