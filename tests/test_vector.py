@@ -142,3 +142,17 @@ def test_a_strategy_without_a_vector_family_is_refused_by_name(project):
     cfg.write_text(CONFIG.format(sell="open").replace('module = "strat.py"', 'module = "plain.py"'))
     with pytest.raises(GptquantError, match="VECTOR_FAMILY"):
         run_sweep(cfg, project / "out_plain", engine="vector", progress=False)
+
+
+def test_cli_vector_sweep_checks_a_sample_and_prints_the_best_rows(project, capsys):
+    from gptquant.cli import main
+
+    cfg = project / "cli.toml"
+    cfg.write_text(CONFIG.format(sell="open"))
+    assert main(["backtest", "--sweep", str(cfg), "--engine", "vector", "--out", str(project / "out_cli")]) == 0
+    assert "12 tasks, 12 ok, 0 failed" in capsys.readouterr().out
+    rows = [json.loads(p.read_text()) for p in sorted((project / "out_cli").glob("task-*.json"))]
+    checked = [r for r in rows if "relative_difference" in r]
+    finals = sorted(r["final_value"] for r in rows)
+    assert len(checked) == 3 and {r["final_value"] for r in checked} >= {finals[0], finals[-1]}
+    assert main(["backtest", str(cfg), "--check", "all"]) == 2  # --check belongs to --sweep
