@@ -133,27 +133,29 @@ def news_event(m: Market, rules: Rules, capital: float, column: str = "sentiment
     if column not in m.panel:
         raise GptquantError(f"panel column {column!r} not found (the panel has {', '.join(m.panel) or 'no columns'})")
     score = m.panel[column]
+    with np.errstate(invalid="ignore"):
+        can_enter = (score >= enter_above) & ~m.suspended & (m.close > 0)  # NaN scores and closes compare False
+        score_exit = score <= exit_below
     book = _Book(m, rules, capital)
-    n = len(m.names)
-    entered = np.full(n, -1)  # len(strategy) when the entry was reported filled in full; -1: unknown
-    order = np.zeros(n)
+    entered = np.full(len(m.names), -1)  # len(strategy) when the entry was reported filled in full; -1: unknown
+    idx, want = np.zeros(0, dtype=int), np.zeros(0)
     for i in range(m.first, len(m.days)):
-        idx = np.flatnonzero(order)
         if len(idx):
-            want = order[idx]
-            entered[idx[(want > 0) & (book.fill(i, idx, want) == want)]] = i + 1
-        entered[book.shares == 0] = -1
+            got = book.fill(i, idx, want)
+            entered[idx[(want > 0) & (got == want)]] = i + 1
+            entered[idx[book.shares[idx] == 0]] = -1
         book.close_day(i)
-        held = book.shares > 0
-        with np.errstate(invalid="ignore"):
-            timed = held & (entered >= 0) & (i + 1 - entered >= hold_sessions)
-            leave = held & ((score[i] <= exit_below) | timed)
-            enter = ~held & (score[i] >= enter_above) & ~m.suspended[i] & (m.close[i] > 0)
-        order = np.zeros(n)
-        order[leave] = -book.shares[leave]
-        if enter.any():
+        held = book.held
+        since = entered[held]
+        leave = held[score_exit[i, held] | ((since >= 0) & (i + 1 - since >= hold_sessions))]
+        enter = np.flatnonzero(can_enter[i] & (book.shares == 0))
+        if len(enter):
             shares = np.trunc(book.value(i) * weight / m.close[i, enter] / 100) * 100
-            order[enter] = shares
+            enter, shares = enter[shares != 0], shares[shares != 0]
+        else:
+            shares = np.zeros(0)
+        idx = np.concatenate([leave, enter])  # buys in feed order (ascending codes), as the strategy loops its datas
+        want = np.concatenate([-book.shares[leave], shares])
     return book.outcome()
 
 
@@ -171,6 +173,10 @@ class _Book:
         self.cash = float(capital)
         self.shares = np.zeros(len(m.names))
         self.held = np.zeros(0, dtype=int)  # names with a position
+        fields = {True: rules.order_price_field_buy, False: rules.order_price_field_sell}
+        # the broker's order at one bar: open fills before close fills, sells before buys at the same field
+        self.sequence = [(buy, m.open if fields[buy] == "open" else m.close)
+                         for _, buy in sorted((PRICE_FIELDS.index(fields[b]), b) for b in (True, False))]
         self.trade_cash = np.zeros(len(m.names))  # sells - buys - fees of each open round trip
         ci = AShareCommission(stamp_duty=rules.stamp_duty)
         self.stamp = np.array([ci.stamp_rate(d.date()) for d in m.days])
@@ -186,79 +192,63 @@ class _Book:
 
     def fill(self, i: int, idx: np.ndarray, delta: np.ndarray) -> np.ndarray:
         """Fill orders for names idx (delta: signed shares, in the order submitted) at session i in the broker's
-        sequence; returns the shares each got (signed). T+1 never binds here: a strategy of these families has one
-        order per name per session, so nothing bought in a session is sold in it."""
+        sequence; returns the shares each got (signed). A day has a few dozen orders at most, so after one
+        gather per line the rules run on Python floats. T+1 never binds here: a strategy of these families has
+        one order per name per session, so nothing bought in a session is sold in it."""
         r, m = self.r, self.m
-        fields = {True: r.order_price_field_buy, False: r.order_price_field_sell}
-        got = np.zeros(len(idx))
-        for _, buy in sorted({(PRICE_FIELDS.index(fields[b]), b) for b in (True, False)}):
-            pos = np.flatnonzero(delta > 0) if buy else np.flatnonzero(delta < 0)
-            if not len(pos):
-                continue
-            side = idx[pos]
-            price = (m.open if fields[buy] == "open" else m.close)[i, side]
-            ok = ~m.suspended[i, side] & (price > 0)
-            if r.price_limits:
-                with np.errstate(invalid="ignore"):
-                    if buy:
-                        ok &= ~(price >= m.up_limit[i, side] - r.limit_tolerance)
-                    else:
-                        ok &= ~(price <= m.down_limit[i, side] + r.limit_tolerance)
-            want = np.abs(delta[pos])
-            size = np.minimum(want, np.floor(m.volume[i, side] * r.volume_limit)) if r.volume_limit else want
-            if buy:
-                size = np.where(ok, size - size % r.lot_size, 0.0)
-                got[pos] = self._buy(i, side, price, size)
-                continue
-            held = self.shares[side]
-            size = np.minimum(size, held)
-            odd = (size < held) & (size % r.lot_size != 0)
-            size[odd] -= size[odd] % r.lot_size
-            size = np.where(ok & (held > 0), np.maximum(size, 0.0), 0.0)
-            proceeds = size * price
-            net = proceeds - np.where(size > 0, self.fees(proceeds, True, i), 0.0)
-            for v in net[size > 0].tolist():  # backtrader adds each fill to cash in turn
-                self.cash += v
-            self.trade_cash[side] += np.where(size > 0, net, 0.0)
-            self.shares[side] -= size
-            got[pos] = -size
-            self.traded[i - m.first] += proceeds.sum()
-            for j in side[(size > 0) & (self.shares[side] == 0)]:
-                self.trade_pnl.append(float(self.trade_cash[j]))
-                self.trade_cash[j] = 0.0
-        self.held = np.flatnonzero(self.shares)
-        return got
-
-    def fees(self, value, sell, i):
-        r = self.r
-        if sell and r.sell_cost is not None:
-            return np.maximum(value * r.sell_cost, r.min_commission)
-        fee = np.maximum(value * r.commission, r.min_commission)
-        return fee + value * self.stamp[i] if sell else fee
-
-    def _buy(self, i, names, price, size) -> np.ndarray:
-        """Buys in order, each cut to the whole lots the cash left affords (commission included)."""
-        r = self.r
-        got = np.zeros(len(names))
-        for k, (j, p, s) in enumerate(zip(names.tolist(), price.tolist(), size.tolist())):
-            if s <= 0:
-                continue
-            cost = s * p
-            fee = max(cost * r.commission, r.min_commission)
-            if cost + fee > self.cash:  # broker._affordable
-                n = min(math.floor(self.cash / (p * (1 + r.commission)) / r.lot_size) * r.lot_size, s)
-                while n > 0 and n * p + max(n * p * r.commission, r.min_commission) > self.cash:
-                    n -= r.lot_size
-                if n <= 0:
+        names, wants = idx.tolist(), delta.tolist()
+        suspended, volume = m.suspended[i, idx].tolist(), m.volume[i, idx].tolist()
+        up, down, held = m.up_limit[i, idx].tolist(), m.down_limit[i, idx].tolist(), self.shares[idx].tolist()
+        lot, tol, cap, stamp = r.lot_size, r.limit_tolerance, r.volume_limit, float(self.stamp[i])
+        got, traded = [0.0] * len(names), 0.0
+        for buy, prices in self.sequence:
+            for k, (j, want, p) in enumerate(zip(names, wants, prices[i, idx].tolist())):
+                if (want > 0) != buy or suspended[k] or not p > 0:
                     continue
-                s, cost = n, n * p
-                fee = max(cost * r.commission, r.min_commission)
-            self.cash -= cost + fee
-            self.trade_cash[j] -= cost + fee
-            self.shares[j] += s
-            got[k] = s
-            self.traded[i - self.m.first] += cost
-        return got
+                if r.price_limits and (p >= up[k] - tol if buy else p <= down[k] + tol):  # NaN limit: not refused
+                    continue
+                size = min(abs(want), math.floor(volume[k] * cap)) if cap else abs(want)
+                if buy:
+                    size = self._affordable(p, size - size % lot)
+                    if size <= 0:
+                        continue
+                    cost = size * p
+                    spent = cost + max(cost * r.commission, r.min_commission)
+                    self.cash -= spent
+                    self.trade_cash[j] -= spent
+                    self.shares[j] = held[k] + size
+                    got[k], traded = size, traded + cost
+                    continue
+                size = min(size, held[k])
+                if size < held[k] and size % lot:  # odd lots only to sell out the whole position
+                    size -= size % lot
+                if size <= 0:
+                    continue
+                value = size * p
+                if r.sell_cost is not None:
+                    fee = max(value * r.sell_cost, r.min_commission)
+                else:
+                    fee = max(value * r.commission, r.min_commission) + value * stamp
+                self.cash += value - fee
+                self.trade_cash[j] += value - fee
+                self.shares[j] = held[k] - size
+                got[k], traded = -size, traded + value
+                if self.shares[j] == 0:
+                    self.trade_pnl.append(float(self.trade_cash[j]))
+                    self.trade_cash[j] = 0.0
+        self.traded[i - m.first] += traded
+        self.held = np.flatnonzero(self.shares)
+        return np.array(got)
+
+    def _affordable(self, p: float, size: float) -> float:
+        """broker._affordable: the whole lots of size whose cost plus commission the cash covers."""
+        r = self.r
+        if size <= 0 or size * p + max(size * p * r.commission, r.min_commission) <= self.cash:
+            return size
+        n = min(math.floor(self.cash / (p * (1 + r.commission)) / r.lot_size) * r.lot_size, size)
+        while n > 0 and n * p + max(n * p * r.commission, r.min_commission) > self.cash:
+            n -= r.lot_size
+        return n
 
     def close_day(self, i: int) -> None:
         k = i - self.m.first
