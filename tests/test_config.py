@@ -61,3 +61,21 @@ def test_paths_are_relative_to_the_base_folder(tmp_path):
     assert resolve_path(tmp_path, "x/y.csv") == tmp_path / "x" / "y.csv"
     assert resolve_path(tmp_path, "/abs/y.csv") == Path("/abs/y.csv")
     assert resolve_path(tmp_path, "~/y.csv") == Path.home() / "y.csv"
+
+
+def test_leaf_types_are_checked_at_load_with_the_dotted_key(tmp_path, monkeypatch):
+    typed = {"data": {"bars": str | list[str], "start": ANY, "lots": int}, "run": [{"name": str, "weight": float}]}
+    p = write(tmp_path, '[data]\nbars = ["a.csv", "b.csv"]\nlots = "${GQ_CFG_LOTS:-3}"\n'
+                        '[[run]]\nname = "a"\nweight = 1\n[[run]]\nname = "b"\nweight = 0.5\n')
+    config, _ = load_toml(p, typed)
+    assert config == {"data": {"bars": ["a.csv", "b.csv"], "lots": 3},  # ${VAR} read as the int the key needs
+                      "run": [{"name": "a", "weight": 1.0}, {"name": "b", "weight": 0.5}]}
+    monkeypatch.setenv("GQ_CFG_LOTS", "three")
+    with pytest.raises(GptquantError, match=r"c\.toml: data\.lots: expected int, got str"):
+        load_toml(p, typed)
+    monkeypatch.delenv("GQ_CFG_LOTS")
+    for bad, message in (('[[run]]\nname = "a"\n[[run]]\nname = 2\n', r"run\[1\]\.name: expected str, got int"),
+                         ('[data]\nlots = true\n', r"data\.lots: expected int, got bool"),
+                         ('[data]\nbars = ["a.csv", 3]\n', r"data\.bars\[1\]: expected str, got int")):
+        with pytest.raises(GptquantError, match=message):
+            load_toml(write(tmp_path, bad), typed)
