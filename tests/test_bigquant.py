@@ -343,3 +343,44 @@ def test_cancel_order_and_before_start_days(root):
         seen.setdefault("history", []).append(seen["bars"])
     assert seen["history"] == [10, 1]  # before the first open: the sessions before start that were loaded
     assert seen["after"] == ("cancelled", 0, {}) and res.orders["filled"].sum() == 0
+
+
+def test_orders_for_a_suspended_stock_wait_when_auto_cancel_is_off(root):
+    flat_root(root, overrides={"600000.SH": {"2021-03-02": {"volume": 0}}})
+    filled = {}
+    for auto_cancel in (True, False):
+        res = run("2021-03-01", "2021-03-04", lambda c, d: c.order(c.symbol("600000.SHA"), 1000)
+                  if c.trading_day_index == 0 else None, auto_cancel_non_tradable_orders=auto_cancel)
+        o = res.orders
+        filled[auto_cancel] = (o["status"].tolist(), o[o["filled"] > 0]["datetime"].astype(str).tolist())
+    assert filled[True] == (["rejected"], [])  # suspended on 03-02: cancelled
+    assert filled[False] == (["open", "filled"], ["2021-03-03"])  # waits and fills when trading resumes
+
+
+def test_slippage_t1_switch_record_sid_and_a_shenzhen_index_benchmark(root):
+    flat_root(root)
+    pd.DataFrame({"date": sessions("2020-11-11", "2021-04-30").strftime("%Y-%m-%d"), "close": 2000.0}) \
+        .to_csv(root / "index" / "399006.csv", index=False)
+    from gptquant.bigquant import record, sid, symbols
+
+    def handle_data(context, data):
+        if context.trading_day_index == 0:
+            context.set_slippage_value(0.01)
+            context.set_stock_t1(0)
+            record(n=len(symbols("600000.SHA", "600000.SH")))
+
+    def before_trading_start(context, data):
+        if context.trading_day_index == 1:  # buy at the open, sell at the close of the same session (T+0 now)
+            context.order(sid(600000), 1000)
+            context.order_target(context.symbol("600000.SHA"), 0)
+            context.seen = dict(context.extension["recorded"])
+
+    contexts = []
+    res = run("2021-03-01", "2021-03-03", handle_data, before_trading_start, initialize=contexts.append,
+              benchmark="399006.ZIX", order_price_field_sell="close")
+    assert contexts[0].seen == {"2021-03-01": {"n": 2}}
+    o = res.orders
+    assert o["side"].tolist() == ["buy", "sell"] and o["filled"].tolist() == [1000, 1000]
+    assert o["price"].tolist() == pytest.approx([10.1, 9.9])  # 1 % against each side
+    assert o["datetime"].astype(str).tolist() == ["2021-03-02", "2021-03-02"]
+    assert res.daily["benchmark_returns"].tolist() == [0.0, 0.0, 0.0]

@@ -67,7 +67,7 @@ def m19_before_trading_start_bigquant_run(context, data):
     pass
 
 
-def stockranker(predictions_df, start, end, instruments=None):
+def stockranker(predictions_df, start, end, instruments=None, **extra):
     m1 = M.instruments.v2(instruments=instruments, start_date=start, end_date=end, market='CN_STOCK_A')
     return M.trade.v4(
         instruments=m1.data,
@@ -90,6 +90,7 @@ def stockranker(predictions_df, start, end, instruments=None):
         backtest_only=False,
         benchmark='000300.HIX',
         m_cached=False,
+        **extra,
     )
 
 
@@ -168,6 +169,19 @@ def test_stockranker_v4_template_runs_unchanged_and_buys_the_top_predictions(wor
     perf = result.raw_perf.read_df()
     assert perf["portfolio_value"].iloc[-1] == pytest.approx(result.daily["portfolio_value"].iloc[-1])
     assert perf["positions"].iloc[-1] and all(p["sid"].endswith(("SHA", "SZA")) for p in perf["positions"].iloc[-1])
+
+
+def test_stockranker_resumes_from_checkpoints_as_a_full_run_would(world, tmp_path):
+    preds = predictions(world, "2021-02-01", "2021-03-31")
+    cp = tmp_path / "checkpoints.bin"
+    stockranker(preds, "2021-02-01", "2021-03-15", checkpoints=cp)
+    resumed = stockranker(preds, "2021-02-01", "2021-03-31", checkpoints=cp)
+    full = stockranker(preds, "2021-02-01", "2021-03-31")
+    assert "resumed" in resumed.resume_note  # context.ranker_prediction (unchanged since initialize) is rebuilt
+    pd.testing.assert_frame_equal(resumed.daily, full.daily)
+    pd.testing.assert_frame_equal(resumed.orders, full.orders)
+    pd.testing.assert_frame_equal(resumed.raw_perf.read_df().drop(columns=["positions", "transactions"]),
+                                  full.raw_perf.read_df().drop(columns=["positions", "transactions"]))
 
 
 def test_bigtrader_run_template_holds_the_weights_on_rebalance_sessions(world):

@@ -119,6 +119,7 @@ class _Callbacks(bt.Strategy):
         ctx._bind(self, BarData(self, ctx, self.p.panel_at))
         _CURRENT.append(ctx)
         self.p.initialize(ctx)
+        ctx._initialized()
 
     def _active(self):
         return pd.Timestamp(self.data.datetime.date(0)) >= self.p.ctx.start_date  # the feeds, not the strategy clock, are at D in next_open

@@ -46,17 +46,27 @@ class Context:
         self._feeds = {d._name: d for d in strat.datas}
 
     _BUILT = frozenset({"instruments", "options", "panel", "start_date", "end_date", "capital_base", "_strat", "_data",
-                        "_feeds", "_style", "_scheduled", "_rebuilt"})
+                        "_feeds", "_style", "_scheduled", "_rebuilt", "_from_init"})
 
     def _kept(self, name) -> bool:
         return name not in self._BUILT and name not in self._rebuilt
 
+    def _initialized(self) -> None:
+        """After initialize: tables it loaded (context.prediction = ...read_df()) are rebuilt by every run, so a
+        checkpoint need not hold them as long as they are unchanged (a changed one is saved like any attribute)."""
+        self._from_init = {k: _fingerprint(v) for k, v in vars(self).items()
+                           if self._kept(k) and isinstance(v, (pd.DataFrame, pd.Series))}
+
+    def _rebuilt_unchanged(self, name) -> bool:
+        fp = getattr(self, "_from_init", {}).get(name)
+        return fp is not None and _fingerprint(vars(self)[name]) == fp
+
     def _state(self) -> dict:
         """Your attributes, extension and the day counter (what a resumed run must get back; the rest is rebuilt)."""
-        return {k: v for k, v in vars(self).items() if self._kept(k)}
+        return {k: v for k, v in vars(self).items() if self._kept(k) and not self._rebuilt_unchanged(k)}
 
     def _restore(self, state: dict) -> None:
-        for k in [k for k in vars(self) if self._kept(k)]:
+        for k in [k for k in vars(self) if self._kept(k) and k not in getattr(self, "_from_init", {})]:
             delattr(self, k)
         vars(self).update(state)
 
@@ -291,6 +301,18 @@ class Context:
             "side": None, "requested": None, "filled": 0, "price": math.nan, "commission": 0.0,
             "status": "rejected", "reason": "no known price to size the order (not listed yet)", "ref": None})
         return None
+
+
+def _fingerprint(table) -> str:
+    import hashlib
+    import pickle
+
+    try:
+        values = pd.util.hash_pandas_object(table, index=True).to_numpy().tobytes()
+    except TypeError:  # cells holding lists or dicts
+        values = pickle.dumps(table, protocol=4)
+    names = repr(list(table.columns) if isinstance(table, pd.DataFrame) else table.name)
+    return hashlib.sha256(values + names.encode()).hexdigest()
 
 
 def _finite(x, what: str) -> float:
