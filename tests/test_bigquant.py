@@ -384,3 +384,17 @@ def test_slippage_t1_switch_record_sid_and_a_shenzhen_index_benchmark(root):
     assert o["price"].tolist() == pytest.approx([10.1, 9.9])  # 1 % against each side
     assert o["datetime"].astype(str).tolist() == ["2021-03-02", "2021-03-02"]
     assert res.daily["benchmark_returns"].tolist() == [0.0, 0.0, 0.0]
+
+
+def test_results_over_several_assets_answer_to_bigquant_codes(root):
+    flat_root(root, codes=("600000.SH", "000001.SZ"))
+    seen = {}
+
+    def handle_data(context, data):
+        if context.trading_day_index == 1:
+            closes = data.history(["600000.SHA", "000001.SZA"], "close", 2, "1d")
+            now = data.current(["600000.SHA", "000001.SZA"], "price")
+            seen.update(hist=closes["000001.SZA"][-1], cur=now["600000.SHA"], cur_eq=now[context.symbol("000001.SZA")])
+
+    run("2021-03-01", "2021-03-03", handle_data, instruments=["600000.SHA", "000001.SZA"])
+    assert seen == {"hist": 10.0, "cur": 10.0, "cur_eq": 10.0}

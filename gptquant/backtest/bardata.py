@@ -33,11 +33,11 @@ class HistorySeries(pd.Series):
         if isinstance(key, (int, np.integer)) and not isinstance(key, bool) \
                 and not pd.api.types.is_integer_dtype(self.index):
             return self.iloc[key]
-        return super().__getitem__(key)
+        return super().__getitem__(_code_key(self.index, key))
 
 
 class HistoryFrame(pd.DataFrame):
-    """A DataFrame whose columns are HistorySeries."""
+    """A DataFrame whose columns are HistorySeries; a code column answers to any spelling ('600519.SHA')."""
 
     @property
     def _constructor(self):
@@ -46,6 +46,19 @@ class HistoryFrame(pd.DataFrame):
     @property
     def _constructor_sliced(self):
         return HistorySeries
+
+    def __getitem__(self, key):
+        return super().__getitem__(_code_key(self.columns, key))
+
+
+def _code_key(labels, key):
+    """An instrument code in another spelling than the labels' canonical one is looked up canonically."""
+    if isinstance(key, str) and not isinstance(labels, pd.MultiIndex) and key not in labels:
+        try:
+            return canonical(key)
+        except GptquantError:
+            return key
+    return key
 
 
 class BarData:
@@ -108,7 +121,7 @@ class BarData:
             return self._value(assets, fields)
         assets = [assets] if one_asset else list(assets)
         fields = [fields] if one_field else list(fields)
-        frame = pd.DataFrame({f: [self._value(a, f) for a in assets] for f in fields},
+        frame = HistoryFrame({f: [self._value(a, f) for a in assets] for f in fields},
                              index=[canonical(a) for a in assets])
         if one_field:
             return frame[fields[0]]
