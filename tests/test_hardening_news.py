@@ -138,3 +138,16 @@ def test_label_market_with_every_row_rejected_is_one_error_naming_the_rejects_fi
                "--benchmark", str(tmp_path / "csi300.csv"), "--out", str(tmp_path / "labels.csv")])
     assert rc != 0 and "no row could be labelled (2 rejected, see" in capsys.readouterr().err
     assert len(pd.read_csv(tmp_path / "labels.rejects.csv")) == 2 and not (tmp_path / "labels.csv").exists()
+
+
+def test_panel_cli_takes_the_date_order(tmp_path, capsys):
+    news = tmp_path / "n.csv"
+    news.write_text(HEAD + "03/04/2024 08:00,甲,600519\n", encoding="utf-8")
+    feats = tmp_path / "f.csv"
+    feats.write_text("article_id,sentiment\n1,0.5\n", encoding="utf-8")
+    out = tmp_path / "panel.parquet"
+    assert main(["panel", "--features", str(feats), "--news", str(news), "--out", str(out)]) != 0
+    assert "ambiguous date" in pd.read_csv(tmp_path / "panel.rejects.csv")["reason"].iloc[0]
+    assert main(["panel", "--features", str(feats), "--news", str(news), "--out", str(out), "--date-order", "dmy"]) == 0
+    assert pd.read_parquet(out).index.get_level_values("datetime").tolist() == [pd.Timestamp("2024-04-03")]
+    assert not (tmp_path / "panel.rejects.csv").exists()

@@ -20,6 +20,8 @@ def configure(verb, parser):
     parser.add_argument("--ai-weight", type=float, default=None, help="weight articles by (1 - ai_score) ** K")
     parser.add_argument("--start", default=None, help="first session to keep (YYYY-MM-DD)")
     parser.add_argument("--end", default=None, help="last session to keep (YYYY-MM-DD); later news is rejected")
+    parser.add_argument("--date-order", choices=("dmy", "mdy"), default=None,
+                        help="how to read news dates like 03/04/2024 (default: such dates are rejected as ambiguous)")
     parser.add_argument("--rejects", default=None, help="CSV for news rows not used (default: OUT with .rejects.csv)")
     parser.add_argument("--qlib", action="store_true", help="write only a `score` column on a (datetime, instrument) index with Qlib codes (SH600519)")
     parser.add_argument("--score-column", default="sentiment_ewm", help="panel column used as the Qlib score (default sentiment_ewm)")
@@ -37,7 +39,7 @@ def run(args) -> int:
     if not out.parent.is_dir():
         raise GptquantError(f"{out.parent}: output directory does not exist")
     features = read_table(args.features, "features", formats={".parquet", ".pq", ".csv"})
-    news, news_rejects = read_news(args.news)
+    news, news_rejects = read_news(args.news, date_order=args.date_order)
     rejects_path = Path(args.rejects) if args.rejects else out.with_suffix(".rejects.csv")
     split = lambda s: [x.strip() for x in s.split(",") if x.strip()] if s else None  # noqa: E731
     panel, rejects = (None, news_rejects.iloc[:0].assign(datetime=None)) if news.empty else build_panel(

@@ -29,6 +29,8 @@ def configure(verb: str, parser) -> None:
                         help="padded tokens per ONNX batch (default 512; memory scales with it)")
     parser.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads (default $GPTQUANT_THREADS or ORT's)")
     parser.add_argument("--text-column", default=None, help="column holding the text (default: text, else title + content)")
+    parser.add_argument("--date-order", choices=("dmy", "mdy"), default=None,
+                        help="how to read dates like 03/04/2024 (default: such dates are rejected as ambiguous)")
     parser.add_argument("--part-size", type=int, default=PART_SIZE, help=f"articles per resumable part (default {PART_SIZE})")
     parser.add_argument("--chunk-parts", type=int, default=64,
                         help="CSV/Parquet are read in chunks of this many parts, never whole (default 64)")
@@ -74,7 +76,7 @@ def run_score(args) -> int:
 
     def parts():
         chunks = iter_news(news, chunk_rows=args.part_size * args.chunk_parts, text_column=args.text_column,
-                           require_meta=False)
+                           require_meta=False, date_order=args.date_order)
         for articles, rej in chunks:
             rejects.append(rej)
             for start, part in make_parts(articles, args.part_size, first=len(ids)):
@@ -131,7 +133,7 @@ def _fingerprint(bundle_hash: str, args, news: Path) -> str:
     """Parts are reusable only for the same model, news file bytes, part and chunk sizes and text column."""
     from ..bundle import sha256_file
 
-    return hashlib.sha256(f"{bundle_hash}|{sha256_file(news)}|{args.part_size}|{args.chunk_parts}|{args.text_column}".encode()).hexdigest()
+    return hashlib.sha256(f"{bundle_hash}|{sha256_file(news)}|{args.part_size}|{args.chunk_parts}|{args.text_column}|{args.date_order}".encode()).hexdigest()
 
 
 def _prepare_parts(parts_dir: Path, key: str) -> None:
