@@ -45,8 +45,12 @@ def test_inf_in_an_optional_column_is_refused(tmp_path):
 
 
 def test_duplicate_date_and_code_is_refused_with_the_count(tmp_path):
-    with pytest.raises(GptquantError, match=r"1 duplicate bars, e.g. 600519.SH on 2024-03-04|2 duplicate bars"):
+    with pytest.raises(GptquantError, match=r"2 duplicate bars, e.g. 600519.SH on 2024-03-04 \(.*bars.csv row 2, "
+                                            r".*bars.csv row 3\)"):
         load_bars(_file(tmp_path, GOOD[1], at=2))
+    bars, rejects = load_bars(_file(tmp_path, GOOD[1], at=2), bad_rows="reject")
+    assert len(bars) == 2 and rejects["row"].tolist() == [2, 3]
+    assert rejects["reason"].tolist() == ["duplicate bar for 600519.SH on 2024-03-04"] * 2
 
 
 def test_rows_are_named_by_their_place_in_the_file_even_when_filtered(tmp_path):

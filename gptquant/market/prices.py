@@ -72,8 +72,10 @@ def load_bars(source, instruments=None, start=None, end=None, *, volume_unit: st
         bars = bars[~dup]
     elif dup.any():
         first = bars[dup].iloc[0]
+        same = bars[dup & (bars["instrument"] == first["instrument"]) & (bars["datetime"] == first["datetime"])]
+        where = ", ".join(f"{f} row {r}" for f, r in zip(same["_file"], same["_row"]))
         raise GptquantError(f"{_name(source)}: {int(dup.sum())} duplicate bars, e.g. {first['instrument']} "
-                            f"on {first['datetime'].date()}")
+                            f"on {first['datetime'].date()} ({where})")
     if wanted is not None:
         missing = sorted(set(wanted) - set(bars["instrument"].unique()))
         if missing:
