@@ -33,7 +33,7 @@ def main() -> int:
         print(f"needs {args.news} (the shared data beside the repo; set GPTQUANT_SHARED)")
         return 1
     from gptquant.jobs.nightly import run_nightly
-    from gptquant.runtime import load_model
+    from gptquant import load_model
 
     os.environ.setdefault("GPTQUANT_DATA_ROOT", str(SHARED / "data"))
     os.environ.setdefault("GPTQUANT_MODEL", str(SHARED / "models" / "gpt2-zh-fin-mini"))

@@ -67,7 +67,7 @@ def main() -> int:
     import pandas as pd
 
     from gptquant.runtime.news import read_news
-    from gptquant.runtime.scorer import load_model
+    from gptquant import load_model
 
     articles, rejects = read_news(args.news, require_meta=False)
     frame = articles[["article_id", "text"]].head(args.limit) if args.limit else articles[["article_id", "text"]]

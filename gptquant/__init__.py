@@ -8,7 +8,7 @@ __version__ = "0.1.0"
 from .errors import GptquantError, MissingExtra  # noqa: E402,F401
 
 _LAZY = {
-    "load_model": ("gptquant.runtime", "load_model"),
+    "load_model": ("gptquant.lm.bundle_cache", "load_model"),  # exports a checkpoint first
     "Scorer": ("gptquant.runtime", "Scorer"),
     "trade": ("gptquant.backtest.bigquant", "trade"),
     "build_panel": ("gptquant.features.panel", "build_panel"),

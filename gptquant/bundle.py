@@ -26,14 +26,7 @@ INPUTS = ("input_ids", "attention_mask")  # int64 [batch, seq], dynamic axes
 TOKEN_OUTPUTS = ("token_logprob", "token_entropy", "token_logprob_var", "token_rank")
 POOLED_OUTPUTS = ("pooled", "last_hidden")  # [batch, hidden]: masked mean / last real position
 SENTIMENT_OUTPUT = "sent_logprob"  # [batch, n_labels], only when a sentiment head was baked in
-
-RANK_BUCKETS = (10, 100, 1000)  # GLTR buckets: rank_top10 / rank_top100 / rank_top1000
-
-# Article features (one row per article), per ARCHITECTURE.md
-BASE_FEATURES = (
-    "n_tokens", "truncated", "nll_mean", "nll_std", "ppl", "entropy_mean",
-    "rank_top10", "rank_top100", "rank_top1000",
-)
+# The article-feature columns made from these outputs: gptquant.runtime.columns
 
 
 class BundleError(GptquantError):

@@ -32,6 +32,9 @@ VERBS = {
     "nightly": ("gptquant.jobs.cli", "incremental nightly run of a backtests/*.toml config"),
 }
 
+# verbs whose --model may be a checkpoint, which the torch-free runtime opens only once it is exported
+EXPORTS_CHECKPOINT = {"score"}
+
 
 def _available(module: str) -> bool:
     try:
@@ -68,6 +71,10 @@ def main(argv: list[str] | None = None) -> int:
         if not getattr(args, "func", None):
             parser.print_help()
             return 0 if not argv else 2
+        if verb in EXPORTS_CHECKPOINT and getattr(args, "model", None):
+            from .lm.bundle_cache import exported
+
+            exported(args.model)  # a checkpoint: its int8 bundle into the cache, where the runtime finds it
         rc = args.func(args)
         return int(rc or 0)
     except GptquantError as exc:

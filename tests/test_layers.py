@@ -29,9 +29,7 @@ RANKS = {
 }
 
 # Known violations being removed by the lm split (issue 13); delete an entry when its import is gone.
-ALLOWED = {
-    ("gptquant.runtime.scorer", "gptquant.lm.export"),  # runtime reaches into training for the feature contract
-}
+ALLOWED: set[tuple[str, str]] = set()  # none left
 
 
 def modules() -> dict[str, Path]:

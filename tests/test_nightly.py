@@ -149,10 +149,10 @@ def test_second_run_with_one_percent_more_news_scores_only_the_new_articles(worl
 
 
 def test_a_failing_backtest_is_recorded_the_others_run_and_the_exit_code_says_so(world, tmp_path, monkeypatch, capsys):
-    import gptquant.runtime
+    import gptquant.lm.bundle_cache
     from gptquant.cli import main
 
-    monkeypatch.setattr(gptquant.runtime, "load_model", lambda path, **kw: LexiconScorer(), raising=False)
+    monkeypatch.setattr(gptquant.lm.bundle_cache, "load_model", lambda path, **kw: LexiconScorer())
     config = write_config(tmp_path, world, failing=True)
     assert main(["nightly", str(config)]) == 1
     out = capsys.readouterr().out
@@ -169,10 +169,10 @@ def test_a_failing_backtest_is_recorded_the_others_run_and_the_exit_code_says_so
 
 
 def test_the_lock_refuses_a_concurrent_run_of_the_same_config(world, tmp_path, monkeypatch, capsys):
-    import gptquant.runtime
+    import gptquant.lm.bundle_cache
     from gptquant.cli import main
 
-    monkeypatch.setattr(gptquant.runtime, "load_model", lambda path, **kw: LexiconScorer(), raising=False)
+    monkeypatch.setattr(gptquant.lm.bundle_cache, "load_model", lambda path, **kw: LexiconScorer())
     config = write_config(tmp_path, world)
     with run_lock(tmp_path / "runs" / "tiny" / ".lock", "the test"):
         with pytest.raises(GptquantError, match="another nightly run .* is in progress"):

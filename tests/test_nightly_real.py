@@ -14,7 +14,7 @@ REPO = Path(__file__).resolve().parents[1]
 def bundle_cache(fixture_model, tmp_path_factory):
     """The fixture checkpoint exported once (int8) into a bundle cache the nightly's load_model finds."""
     pytest.importorskip("torch")
-    from gptquant.runtime import load_model
+    from gptquant import load_model
 
     cache = tmp_path_factory.mktemp("gqcache")
     mp = pytest.MonkeyPatch()

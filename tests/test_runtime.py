@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from gptquant import bundle as B
+import gptquant
 from gptquant.errors import GptquantError, MissingExtra
 from gptquant.runtime import Scorer, load_model
 from conftest import LABELS3, make_bundle, words
@@ -190,14 +191,20 @@ def test_load_model_exports_a_checkpoint_once_into_the_cache(tmp_path, monkeypat
     find_spec = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == "torch" else find_spec(name, *a))
 
-    first = load_model(ckpt, batch_size=4)
-    second = load_model(ckpt)
+    with pytest.raises(GptquantError, match=r"not yet exported.*gptquant.load_model"):
+        load_model(ckpt)  # the torch-free runtime never exports: it opens what was exported
+    first = gptquant.load_model(ckpt, batch_size=4)
+    second = gptquant.load_model(ckpt)
     assert calls == [(ckpt, True)]
     assert first.bundle_dir == second.bundle_dir and first.bundle_dir.parent == tmp_path / "cache" / "bundles"
     assert first.batch_size == 4
+    assert load_model(ckpt).bundle_dir == first.bundle_dir  # now the runtime finds the exported bundle
     assert not [p for p in first.bundle_dir.parent.iterdir() if p.name.startswith(".")]  # no temp dirs left
     (ckpt / "model.safetensors").write_bytes(b"new weights")  # new weights, new cache entry
-    assert load_model(ckpt).bundle_dir != first.bundle_dir and len(calls) == 2
+    assert gptquant.load_model(ckpt).bundle_dir != first.bundle_dir and len(calls) == 2
+    (first.bundle_dir / B.MODEL_FILE).write_bytes(b"damaged")  # a damaged cache entry is exported again
+    (ckpt / "model.safetensors").write_bytes(b"weights")
+    assert gptquant.load_model(ckpt).bundle_dir == first.bundle_dir and len(calls) == 3
 
 
 def test_load_model_without_torch_names_the_extra(tmp_path, monkeypatch):
@@ -206,9 +213,9 @@ def test_load_model_without_torch_names_the_extra(tmp_path, monkeypatch):
     find_spec = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "torch" else find_spec(name, *a))
     with pytest.raises(MissingExtra, match=r"gptquant\[train\]"):
-        load_model(tmp_path)
+        gptquant.load_model(tmp_path)
     with pytest.raises(GptquantError, match="neither a gptquant bundle"):
-        load_model(tmp_path / "cache")
+        gptquant.load_model(tmp_path / "cache")
 
 
 def test_synthetic_bundle_verifies_and_lists_contract_outputs(tmp_path):

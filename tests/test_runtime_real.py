@@ -5,7 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gptquant.runtime import Scorer, load_model
+from gptquant import load_model
+from gptquant.runtime import Scorer
 from conftest import demo_texts
 
 
@@ -52,3 +53,18 @@ def test_load_model_exports_an_int8_bundle_from_a_checkpoint(tiny_checkpoint, ti
     assert (q["n_tokens"] == ref["n_tokens"]).all() and not q["truncated"].any()
     assert np.abs(q["nll_mean"] - ref["nll_mean"]).max() < 0.1  # int8 stays close to fp32
     assert load_model(tiny_checkpoint).bundle_dir == scorer.bundle_dir  # cached, not re-exported
+
+
+def test_the_score_verb_exports_a_checkpoint_before_the_runtime_opens_it(tiny_checkpoint, tmp_path, monkeypatch):
+    from gptquant.cli import main
+
+    monkeypatch.setenv("GPTQUANT_CACHE", str(tmp_path / "cache"))
+    texts = [t[:30] for t in demo_texts(6, seed=4)]
+    news = tmp_path / "news.csv"
+    pd.DataFrame({"id": [f"a{i}" for i in range(6)], "text": texts}).to_csv(news, index=False)
+    out = tmp_path / "f.parquet"
+    assert main(["score", "--model", str(tiny_checkpoint), "--news", str(news), "--out", str(out)]) == 0
+    cached = list((tmp_path / "cache" / "bundles").iterdir())
+    assert len(cached) == 1  # exported once, where load_model finds it without exporting again
+    np.testing.assert_array_equal(pd.read_parquet(out)["nll_mean"], Scorer(cached[0]).score(texts)["nll_mean"])
+    assert load_model(tiny_checkpoint).bundle_dir == cached[0]

@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import math
 import re
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -32,7 +33,6 @@ from ..text import split_codes
 
 log = logging.getLogger(__name__)
 
-AGGREGATES = ("mean", "sum", "count", "maxabs", "ewm")
 REJECT_COLUMNS = ["row", "article_id", "datetime", "reason"]
 
 
@@ -162,6 +162,60 @@ def _decayed_sums(values: np.ndarray, lam: float) -> np.ndarray:
     return out
 
 
+@dataclass
+class _Cells:
+    """One grouping of the (article, instrument) rows by panel cell, shared by every aggregate: per news cell
+    the weighted sums `wx`, weights `w`, counts `n`, highs and lows of each feature; the decayed sums `ewm`
+    already on the output cells (news cells plus the cells `_ewm` carries news into); where the news cells
+    sit among the output cells (`at`) and how many there are."""
+    wx: pd.DataFrame
+    w: pd.DataFrame
+    n: pd.DataFrame
+    hi: pd.DataFrame
+    lo: pd.DataFrame
+    ewm: dict
+    at: np.ndarray
+    size: int
+
+    def spread(self, values, fill=np.nan) -> np.ndarray:
+        """Per-news-cell values on the output cells; `fill` (NaN, or 0 for counts) elsewhere."""
+        full = np.full(self.size, fill, dtype=np.asarray(values).dtype if fill == 0 else "float64")
+        full[self.at] = values
+        return full
+
+
+def _mean(cells: _Cells, c: str) -> np.ndarray:
+    w = cells.w[c].to_numpy()
+    return cells.spread(cells.wx[c].to_numpy() / np.where(w > 0, w, np.nan))
+
+
+def _sum(cells: _Cells, c: str) -> np.ndarray:
+    return cells.spread(cells.wx[c].to_numpy())
+
+
+def _count(cells: _Cells, c: str) -> np.ndarray:
+    return cells.spread(cells.n[c].to_numpy(), fill=0)
+
+
+def _maxabs(cells: _Cells, c: str) -> np.ndarray:
+    hi, lo = cells.hi[c].to_numpy(), cells.lo[c].to_numpy()
+    return cells.spread(np.where(np.abs(hi) >= np.abs(lo), hi, lo))
+
+
+def _ewm(cells: _Cells, c: str) -> np.ndarray:
+    return cells.ewm[c]
+
+
+# The panel's aggregates, {suffix: function(cells, feature) -> values on the output cells}; what each means
+# is in the module docstring. Naming rule: feature `f` aggregated by `suffix` is the column `f_suffix`.
+AGGREGATES = {"mean": _mean, "sum": _sum, "count": _count, "maxabs": _maxabs, "ewm": _ewm}
+
+
+def panel_column(feature: str, suffix: str) -> str:
+    """The panel column of `feature` under the aggregate `suffix`: nll_mean, ewm -> nll_mean_ewm."""
+    return f"{feature}_{suffix}"
+
+
 def build_panel(features: pd.DataFrame, news: pd.DataFrame, cutoff: str = DEFAULT_CUTOFF, aggregates=AGGREGATES,
                 halflife: float = 3, columns=None, ai_score_max: float | None = None, ai_weight: float | None = None,
                 start=None, end=None, carry: int | None = None, return_rejects: bool = False, extra_holidays=None):
@@ -209,27 +263,15 @@ def build_panel(features: pd.DataFrame, news: pd.DataFrame, cutoff: str = DEFAUL
     news_cells = wx.index.to_numpy()
 
     if "ewm" in aggregates and len(news_cells):
-        ewm, out_cells = _ewm(wx, news_cells, len(grid), len(instruments), halflife, carry)
+        ewm, out_cells = _decayed_grid(wx, news_cells, len(grid), len(instruments), halflife, carry)
     else:
         ewm, out_cells = {c: np.full(len(news_cells), np.nan) for c in cols}, news_cells
-    at = np.searchsorted(out_cells, news_cells)  # news cells are a subset of the output cells
-    data = {}
-    for c in cols:
-        def spread(values, fill=np.nan):
-            full = np.full(len(out_cells), fill, dtype=np.asarray(values).dtype if fill == 0 else "float64")
-            full[at] = values
-            return full
-        agg = {"sum": lambda: spread(wx[c].to_numpy()),
-               "mean": lambda: spread(wx[c].to_numpy() / np.where(ww[c].to_numpy() > 0, ww[c].to_numpy(), np.nan)),
-               "count": lambda: spread(n[c].to_numpy(), fill=0),
-               "maxabs": lambda: spread(np.where(np.abs(hi[c].to_numpy()) >= np.abs(lo[c].to_numpy()), hi[c].to_numpy(), lo[c].to_numpy())),
-               "ewm": lambda: ewm[c]}
-        for a in aggregates:
-            data[f"{c}_{a}"] = agg[a]()
+    cells = _Cells(wx, ww, n, hi, lo, ewm, np.searchsorted(out_cells, news_cells), len(out_cells))
+    data = {panel_column(c, a): AGGREGATES[a](cells, c) for c in cols for a in aggregates}
     nt = max(len(instruments), 1)
     index = pd.MultiIndex.from_arrays([grid[out_cells // nt], pd.Index(np.asarray(instruments)[out_cells % nt], dtype=str)],
                                       names=["datetime", "instrument"])
-    panel = pd.DataFrame(data, index=index, columns=[f"{c}_{a}" for c in cols for a in aggregates])
+    panel = pd.DataFrame(data, index=index, columns=list(data))
     days = panel.index.get_level_values("datetime")
     if start is not None:
         panel = panel[days >= pd.Timestamp(start).normalize()]
@@ -238,7 +280,7 @@ def build_panel(features: pd.DataFrame, news: pd.DataFrame, cutoff: str = DEFAUL
     return (panel, rejects) if return_rejects else panel
 
 
-def _ewm(wx: pd.DataFrame, news_cells: np.ndarray, n_sessions: int, n_instruments: int, halflife: float,
+def _decayed_grid(wx: pd.DataFrame, news_cells: np.ndarray, n_sessions: int, n_instruments: int, halflife: float,
          carry: int | None) -> tuple[dict, np.ndarray]:
     """Decayed sums on the dense (session x instrument) grid, kept `carry` sessions past each instrument's
     latest news. Returns ({column: values on the kept cells}, kept cells as sorted flat indices)."""

@@ -79,7 +79,7 @@ def score(run: Run):
     sizes = dict(threads=mcfg.get("threads"), batch_size=int(mcfg.get("batch_size", 32)),
                  batch_tokens=int(mcfg.get("batch_tokens", 512)))
     if run.scorer is None:
-        from ..runtime import load_model
+        from ..lm.bundle_cache import load_model  # a checkpoint is exported once
 
         run.scorer = load_model(run.paths["bundle"], **sizes)
     counts = Counts()

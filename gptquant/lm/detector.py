@@ -106,7 +106,7 @@ def train_detector(model_path, human, machine, *, text_column=None, limit: int |
     or gptquant_detector.json in a checkpoint directory (and `out` when given). Returns the report."""
     import pandas as pd
 
-    from ..runtime.scorer import load_model
+    from .bundle_cache import load_model
 
     h = read_texts(human, text_column, limit, seed)
     m = read_texts(machine, text_column, limit, seed)

@@ -18,7 +18,8 @@ def predict_probs(model_path, texts, batch: int = 64, progress: bool = False,
     A checkpoint's texts are cut to `max_length` tokens like an exported bundle's (export's default 256)."""
     path = Path(model_path)
     if (path / "manifest.json").is_file():
-        from ..runtime.scorer import Scorer, label_columns
+        from ..runtime.columns import label_columns
+        from ..runtime.scorer import Scorer
 
         scorer = Scorer(path, batch_size=batch)
         if not scorer.labels:

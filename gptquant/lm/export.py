@@ -15,6 +15,7 @@ import numpy as np
 from .. import bundle as B
 from ..atomic import fsync_dir, make_temp_dir
 from ..errors import GptquantError, require
+from ..runtime.columns import BASE_FEATURES, RANK_BUCKETS, token_statistics
 from ..tokenize import encode
 from .checkpoint import Checkpoint, load_checkpoint
 
@@ -166,7 +167,7 @@ def onnx_features(path: Path, ckpt: Checkpoint, texts, max_length: int, threads:
 
 
 def _bucket(rank):
-    return np.searchsorted(np.array(B.RANK_BUCKETS), rank, side="left")
+    return np.searchsorted(np.array(RANK_BUCKETS), rank, side="left")
 
 
 def parity(ref: dict, got: dict, detector: dict | None = None) -> dict:
@@ -205,9 +206,8 @@ def _ai_score(feats: dict, valid, detector: dict) -> np.ndarray:
     import pandas as pd
 
     from ..runtime.heads import detector_score
-    from ..runtime.scorer import STAT_COLUMNS, token_statistics
 
-    df = pd.DataFrame(np.stack(token_statistics(feats, valid), axis=1), columns=STAT_COLUMNS)
+    df = pd.DataFrame(token_statistics(feats, valid))
     return detector_score(df, detector, feats["pooled"])
 
 
@@ -363,7 +363,7 @@ def export_bundle(model_dir, out_dir, int8: bool = False, max_length: int = DEFA
             "inputs": list(B.INPUTS),
             "graph": "sentiment-only" if sentiment_only else "full",
             "outputs": list(graph.output_names),
-            "feature_names": list(B.BASE_FEATURES),
+            "feature_names": list(BASE_FEATURES),
             "parity": fig,
         }
         if labels is not None:

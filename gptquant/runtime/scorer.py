@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import os
-import shutil
 import time
 from pathlib import Path
 
@@ -21,14 +20,14 @@ import numpy as np
 import pandas as pd
 
 from .. import bundle as B
-from ..errors import GptquantError, MissingExtra
+from ..errors import GptquantError
+from ..paths import cache_dir
 from ..tokenize import SpecialTokens, pad_batch, token_ids
+from .columns import feature_columns, length_statistics, sentiment_statistics, token_statistics
 from .heads import check_detector, detector_score, detector_usable, needs_pooled
 
 GRAPHS = ("full", "sentiment-only")
-STAT_COLUMNS = list(B.BASE_FEATURES) + ["logrank_mean", "fast_detect"]
 THREADS_ENV = "GPTQUANT_THREADS"
-CACHE_ENV = "GPTQUANT_CACHE"
 
 
 def check_manifest(manifest: dict, where) -> SpecialTokens:
@@ -51,22 +50,6 @@ def check_manifest(manifest: dict, where) -> SpecialTokens:
     if labels is not None and (not isinstance(labels, list) or not labels or not all(isinstance(x, str) and x for x in labels)):
         raise B.BundleError(f"{where}: manifest labels must be a non-empty list of names, got {labels!r}")
     return SpecialTokens.from_dict(tok)
-
-
-_POLARITY = {"neg": "sent_neg", "neu": "sent_neu", "pos": "sent_pos", "负": "sent_neg", "中": "sent_neu", "正": "sent_pos"}
-
-
-def label_columns(labels: list[str] | None) -> list[str]:
-    """Column per label of the sentiment head. Three labels become sent_neg/sent_neu/sent_pos: by name
-    when the names say so (negative/neutral/positive in any order, or 负面/中性/正面), else by position."""
-    if not labels:
-        return []
-    if len(labels) == 3:
-        by_name = [_POLARITY.get(label.strip().lower()[:3]) or _POLARITY.get(label.strip()[:1]) for label in labels]
-        if sorted(filter(None, by_name)) == ["sent_neg", "sent_neu", "sent_pos"]:
-            return by_name
-        return ["sent_neg", "sent_neu", "sent_pos"]
-    return [f"sent_{label}" for label in labels]
 
 
 class Scorer:
@@ -125,7 +108,7 @@ class Scorer:
         if inputs != set(B.INPUTS):
             raise B.BundleError(f"{self.bundle_dir / B.MODEL_FILE}: graph inputs are {sorted(inputs)}, expected {list(B.INPUTS)}")
         self.has_pooled = "pooled" in outputs
-        self.feature_columns = (STAT_COLUMNS if self.has_token_outputs else ["n_tokens", "truncated"]) + self._sentiment_columns()
+        self.feature_columns = feature_columns(self.has_token_outputs, self.labels)
         self.detector = self._open_detector(outputs)
         self._outputs = need + (["pooled"] if needs_pooled(self.detector) else [])
         self.tokens_scored = 0  # running total, for throughput reports
@@ -246,59 +229,22 @@ class Scorer:
             b = e
 
     def _reduce(self, out: dict, mask: np.ndarray) -> np.ndarray:
-        """Per-article features from one batch's outputs (float64, NaN where undefined), followed by the
-        pooled state when it was requested."""
+        """Per-article features from one batch's outputs (float64, NaN where undefined) in feature_columns
+        order, followed by the pooled state when it was requested."""
         m = mask[:, 1:].astype(bool)
-        n = m.sum(axis=1).astype(np.float64)
-        cols = [n, np.zeros_like(n)]
-        if self.has_token_outputs:
-            cols = token_statistics(out, m)
+        stats = token_statistics(out, m) if self.has_token_outputs else length_statistics(m)
         if self.labels:
-            probs = np.exp(out[B.SENTIMENT_OUTPUT].astype(np.float64))
-            if len(self.labels) == 3:  # columns always in neg, neu, pos order
-                names = label_columns(self.labels)
-                probs = probs[:, [names.index(c) for c in ("sent_neg", "sent_neu", "sent_pos")]]
-                cols += [*probs.T, probs[:, 2] - probs[:, 0]]
-            else:
-                cols += list(probs.T)
-        rows = np.stack(cols, axis=1)
+            stats.update(sentiment_statistics(self.labels, out[B.SENTIMENT_OUTPUT]))
+        rows = np.stack([stats[c] for c in self.feature_columns], axis=1)
         if "pooled" in out:
             rows = np.hstack([rows, out["pooled"].astype(np.float64)])
         return rows
-
-    def _sentiment_columns(self) -> list[str]:
-        if self.labels and len(self.labels) == 3:
-            return ["sent_neg", "sent_neu", "sent_pos", "sentiment"]
-        return label_columns(self.labels)
 
     def _empty(self) -> pd.DataFrame:
         df = pd.DataFrame({c: pd.Series(dtype="float64") for c in self.feature_columns})
         df["n_tokens"] = df["n_tokens"].astype("int64")
         df["truncated"] = df["truncated"].astype(bool)
         return self._add_heads(df, None)
-
-
-def token_statistics(out: dict, m: np.ndarray) -> list[np.ndarray]:
-    """STAT_COLUMNS (truncated as a placeholder 0) from per-token outputs and the predicted-token mask
-    m = attention_mask[:, 1:]; shared with the exporter's parity check."""
-    lp = out["token_logprob"].astype(np.float64)
-    ent = out["token_entropy"].astype(np.float64)
-    var = out["token_logprob_var"].astype(np.float64)
-    rank = out["token_rank"].astype(np.float64)
-    n = m.sum(axis=1).astype(np.float64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        def mean(x):
-            return np.where(m, x, 0.0).sum(axis=1) / n
-
-        nll_mean = mean(-lp)
-        nll_std = np.sqrt(mean((lp + nll_mean[:, None]) ** 2))
-        cols = [n, np.zeros_like(n), nll_mean, nll_std, np.exp(nll_mean), mean(ent)]
-        cols += [mean(rank <= k) for k in B.RANK_BUCKETS]
-        cols.append(mean(np.log(np.maximum(rank, 1.0))))
-        sum_var = np.where(m, var, 0.0).sum(axis=1)
-        crit = (np.where(m, lp, 0.0).sum(axis=1) + np.where(m, ent, 0.0).sum(axis=1)) / np.sqrt(sum_var)
-        cols.append(np.where(sum_var > 0, crit, np.nan))
-    return cols
 
 
 def resolve_threads(threads) -> int | None:
@@ -321,26 +267,30 @@ def resolve_threads(threads) -> int | None:
 # ---- loading a model -----------------------------------------------------------------------------
 
 def load_model(path, **kw) -> Scorer:
-    """A bundle directory -> Scorer; a Hugging Face GPT-2 checkpoint directory -> exported (int8) into a
-    cache keyed by the checkpoint's file hashes, then a Scorer. Keyword arguments go to Scorer."""
+    """A bundle directory -> Scorer; a Hugging Face GPT-2 checkpoint directory -> a Scorer on its bundle in
+    the cache once it has been exported (by gptquant.load_model, which needs the train extra). Keyword
+    arguments go to Scorer."""
     path = Path(path)
     if (path / B.MANIFEST).is_file():
         return Scorer(path, **kw)
-    if not (path / "config.json").is_file():
-        raise GptquantError(f"{path}: neither a gptquant bundle (manifest.json) nor a checkpoint (config.json)")
-    target = cache_root() / checkpoint_hash(path)
-    if target.is_dir():
-        try:
-            return Scorer(target, **kw)
-        except B.BundleError:
-            shutil.rmtree(target)  # a damaged cache entry: rebuild it
-    export_checkpoint(path, target)
+    target = cached_bundle(path)
+    if not target.is_dir():
+        raise GptquantError(f"{path}: a checkpoint not yet exported into the bundle cache ({target.parent}); "
+                            "export it with gptquant.load_model(path) (needs gptquant[train]) or "
+                            "`gptquant export`, and score the bundle")
     return Scorer(target, **kw)
 
 
+def cached_bundle(model_dir) -> Path:
+    """Where the bundle exported from a checkpoint directory lives in the cache (it may not exist yet)."""
+    model_dir = Path(model_dir)
+    if not (model_dir / "config.json").is_file():
+        raise GptquantError(f"{model_dir}: neither a gptquant bundle (manifest.json) nor a checkpoint (config.json)")
+    return cache_root() / checkpoint_hash(model_dir)
+
+
 def cache_root() -> Path:
-    base = os.environ.get(CACHE_ENV)
-    return (Path(base) if base else Path.home() / ".cache" / "gptquant") / "bundles"
+    return cache_dir() / "bundles"
 
 
 def checkpoint_hash(model_dir: Path) -> str:
@@ -350,19 +300,3 @@ def checkpoint_hash(model_dir: Path) -> str:
         if p.is_file() and not p.name.startswith("."):
             h.update(p.name.encode() + b"\0" + B.sha256_file(p).encode() + b"\n")
     return h.hexdigest()[:24]
-
-
-def export_checkpoint(model_dir: Path, target: Path) -> None:
-    """Export an int8 bundle into the cache (export_bundle writes atomically: never a half-written entry)."""
-    import importlib.util
-
-    if importlib.util.find_spec("torch") is None:
-        raise MissingExtra("torch", "train", "exporting a checkpoint")
-    try:
-        from ..lm.export import export_bundle
-    except ImportError as exc:
-        if exc.name in ("torch", "transformers"):
-            raise MissingExtra(exc.name, "train", "exporting a checkpoint") from None
-        raise
-    target.parent.mkdir(parents=True, exist_ok=True)
-    export_bundle(model_dir, target, int8=True, name=Path(model_dir).resolve().name)
