@@ -30,7 +30,7 @@ RT_VENV     ?= .venv-runtime
 RT_FIXTURES  = $(RT_VENV)/fixtures
 RT_TESTS     = tests/test_runtime.py tests/test_runtime_cli.py tests/test_bundle_tools.py \
                tests/test_streaming.py tests/test_engines.py tests/test_news.py tests/test_cache.py tests/test_panel.py \
-               tests/test_panel_cli.py tests/test_analysis.py tests/test_analysis_cli.py
+               tests/test_panel_cli.py tests/test_analysis.py tests/test_analysis_cli.py tests/test_columns.py
 
 test-runtime: $(STAMP)
 	$(PYTHON) -m venv $(RT_VENV)

@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gptquant import bundle as B
 import gptquant
+from gptquant import bundle as B
 from gptquant.errors import GptquantError, MissingExtra
 from gptquant.runtime import Scorer, load_model
 from conftest import LABELS3, make_bundle, words
