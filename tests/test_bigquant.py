@@ -98,7 +98,7 @@ def test_positions_last_sale_date_order_ids_and_empty_positions(root):
     assert isinstance(seen["id"], int) and seen["before"].status == "open" and seen["before"].amount == 1000
     assert seen["before"].filled == 0
     # filled at 03-03's open 10.5: cost 10 500 + 5 CNY minimum commission over 1000 shares
-    assert seen["after"] == (1000, pd.Timestamp("2021-03-03"), 10.5)  # backtrader's average price (zipline adds the commission)
+    assert seen["after"] == (1000, pd.Timestamp("2021-03-03"), pytest.approx(10.505))  # zipline's: the 5 CNY fee included
     assert seen["keys"] == [("600000.SHA", 600000)]
     assert seen["missing"] == (0, False, 1)
     assert (seen["filled"].status, seen["filled"].filled) == ("filled", 1000)
@@ -293,7 +293,7 @@ def test_raw_perf_risk_and_callbacks_on_orders(root, tmp_path):
     assert perf["pnl"].tolist() == pytest.approx([0, -100, 10_000, 0])
     assert perf["algorithm_period_return"].iloc[-1] == pytest.approx(res.summary["total_return"])
     assert perf["alpha"].iloc[-1] == pytest.approx(res.summary["alpha"])
-    assert perf["positions"].iloc[-1] == [{"sid": "600000.SHA", "amount": 10_000, "cost_basis": 10.0, "last_sale_price": 11.0}]
+    assert perf["positions"].iloc[-1] == [{"sid": "600000.SHA", "amount": 10_000, "cost_basis": 10.01, "last_sale_price": 11.0}]
     risk = res.risk_analyze()
     assert risk["max_drawdown"] == pytest.approx(-100 / 1e6) and risk["total_return"] == pytest.approx(9_900 / 1e6)
     returns, positions, transactions = res.pyfolio_inputs()
@@ -398,3 +398,22 @@ def test_results_over_several_assets_answer_to_bigquant_codes(root):
 
     run("2021-03-01", "2021-03-03", handle_data, instruments=["600000.SHA", "000001.SZA"])
     assert seen == {"hist": 10.0, "cur": 10.0, "cur_eq": 10.0}
+
+
+def test_cost_basis_spreads_every_fee_over_the_shares_held_as_zipline(root):
+    flat_root(root)
+    seen = []
+
+    def handle_data(context, data):
+        asset = context.symbol("600000.SHA")
+        if context.trading_day_index == 0:
+            context.order(asset, 1000)
+        if context.trading_day_index == 1:
+            seen.append(context.portfolio.positions[asset].cost_basis)
+            context.order(asset, -500)
+        if context.trading_day_index == 2:
+            seen.append(context.portfolio.positions[asset].cost_basis)
+
+    run("2021-03-01", "2021-03-04", handle_data)
+    # buy 1000 at 10 with the 5 CNY minimum fee; sell 500 at 10: 5 CNY fee + 0.1 % stamp duty (5) over 500 left
+    assert seen == pytest.approx([10.005, 10.005 + 10 / 500])

@@ -137,6 +137,7 @@ class AShareBroker(bt.BackBroker):
         self.order_log: list[dict] = []
         self.traded_value: dict = defaultdict(float)  # session -> value bought + sold
         self._bought: dict = {}  # data -> (session, shares bought that session)
+        self.cost_basis: dict = {}  # data -> zipline's cost basis: average fill price plus the fees paid, per share
 
     def getposition(self, data):
         # BackBroker's defaultdict would add an empty position per feed looked at, and its valuation
@@ -241,9 +242,12 @@ class AShareBroker(bt.BackBroker):
 
         self.getcommissioninfo(data).today = day
         self._fill_size = size
+        comm_before = order.executed.comm or 0.0
         self._execute(order, ago=0, price=price)
         if order.status == bt.Order.Margin:
             return self._log(order, day, 0, price, 0.0, "rejected", "insufficient cash")
+        fee = order.executed.comm - comm_before  # this fill's (an order kept open fills over several sessions)
+        self._update_cost(data, held, size if buy else -size, price, fee)
         keep = capped and rules.unfilled != "cancel" and order.alive()
         if keep:  # zipline/BigQuant: what the volume cap left stays open for the next sessions
             notes.append(f"{int(abs(order.executed.remsize))} shares stay open")
@@ -255,7 +259,17 @@ class AShareBroker(bt.BackBroker):
             self._bought[data] = (day, (bought if when == day else 0) + size)
         self.traded_value[day] += size * price
         status = "filled" if size == want else "partial"
-        self._log(order, day, size, price, order.executed.comm, status, "; ".join(notes))
+        self._log(order, day, size, price, fee, status, "; ".join(notes))
+
+    def _update_cost(self, data, held, delta, price, fee):
+        """zipline's cost basis: a buy averages its price in, every fee is spread over the shares still held."""
+        now = held + delta
+        if now <= 0:
+            self.cost_basis.pop(data, None)
+            return
+        basis = self.cost_basis.get(data, 0.0)
+        total = basis * held + price * delta if delta > 0 else basis * now
+        self.cost_basis[data] = (total + fee) / now
 
     def _affordable(self, size, price, data, day):
         """Largest lot multiple <= size whose cost plus commission fits in cash."""

@@ -115,7 +115,8 @@ class Context:
         for feed, pos in broker.positions.items():
             if pos.size:
                 asset = Equity(feed._name, self._style)
-                positions[asset] = Position(asset, int(pos.size), pos.price, self._data.current(feed._name, "price"),
+                positions[asset] = Position(asset, int(pos.size), broker.cost_basis.get(feed, pos.price),
+                                            self._data.current(feed._name, "price"),
                                             self._data.last_sale_date(feed._name), self._sellable(feed, pos.size))
         value = broker.getvalue()
         cash = broker.getcash()
