@@ -151,3 +151,15 @@ def test_panel_cli_takes_the_date_order(tmp_path, capsys):
     assert main(["panel", "--features", str(feats), "--news", str(news), "--out", str(out), "--date-order", "dmy"]) == 0
     assert pd.read_parquet(out).index.get_level_values("datetime").tolist() == [pd.Timestamp("2024-04-03")]
     assert not (tmp_path / "panel.rejects.csv").exists()
+
+
+def test_nightly_with_every_news_row_rejected_names_the_rejects_file(tmp_path, capsys):
+    (tmp_path / "news.csv").write_text(HEAD + "03/04/2024,甲,600519\n2024-03-05,乙,XXXX\n", encoding="utf-8")
+    (tmp_path / "prices.csv").write_text("date,code,open,high,low,close,volume\n2024-03-01,600519,10,11,9,10,1\n")
+    (tmp_path / "night.toml").write_text(f'root = "{tmp_path.as_posix()}"\n[news]\nsources = ["news.csv"]\n'
+                                         '[prices]\nbars = "prices.csv"\n[model]\nbundle = "bundle"\n'
+                                         '[output]\ndir = "runs"\n', encoding="utf-8")
+    assert main(["nightly", str(tmp_path / "night.toml")]) != 0
+    err = capsys.readouterr().err
+    rejects = next((tmp_path / "runs").rglob("news_rejects.csv"))
+    assert f"(2 rows rejected, see {rejects})" in err and len(pd.read_csv(rejects)) == 2

@@ -63,7 +63,8 @@ def load(run: Run):
     if len(rejects):
         write_csv(run.run_dir / "news_rejects.csv", rejects)
     if news.empty:
-        raise GptquantError(f"no usable news in {', '.join(map(str, run.paths['news']))} ({len(rejects)} rows rejected)")
+        raise GptquantError(f"no usable news in {', '.join(map(str, run.paths['news']))} ({len(rejects)} rows rejected, "
+                            f"see {run.run_dir / 'news_rejects.csv'})")
     run.record.update(articles=len(news), data_start=str(news["datetime"].min()), data_end=str(news["datetime"].max()))
     return news, rejects
 
