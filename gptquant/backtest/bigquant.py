@@ -76,7 +76,7 @@ def trade(instruments=None, start_date=None, end_date=None, initialize=None, han
         prepare(ctx)
     key = None
     if checkpoints is not None:
-        from .resume import run_key, source_of
+        from .runkey import run_key, source_of
 
         key = run_key(face="bigquant", strategy=source_of(initialize), options=ctx.options, rules=rules,
                       capital_base=float(capital_base), start=str(pd.Timestamp(start_date).date()), panel_at=panel_at,

@@ -62,10 +62,11 @@ def make_cerebro(bars: pd.DataFrame, panel: pd.DataFrame | None = None, start=No
 
     bars is `load_bars` output; panel is a (datetime, instrument) frame whose columns become lines
     (panel_lines=False: `cerebro.panel_arrays` instead, a feeds.PanelArrays the BigQuant face reads).
-    checkpoints (a file) with key (see resume.run_key) makes the run resumable: `cerebro.checkpoints.wrap` the strategy
+    checkpoints (a file) with key (see runkey.run_key) makes the run resumable: `cerebro.checkpoints.wrap` the strategy
     class before adding it and `.write()` after the run.
     """
-    from .resume import Checkpoints, reset_refs, session_chain
+    from .resume import Checkpoints, reset_refs
+    from .runkey import session_chain
 
     rules = rules or Rules()
     grid = session_grid(bars, start, end)
@@ -101,7 +102,7 @@ def run(strategy, data=None, panel: pd.DataFrame | None = None, start=None, end=
     bars = bars_for(data, instruments, start, end, volume_unit=volume_unit, root=root)
     key = None
     if checkpoints is not None:
-        from .resume import run_key, source_of
+        from .runkey import run_key, source_of
 
         key = run_key(face="native", strategy=source_of(strategy), params=params, rules=rules or Rules(),
                       capital_base=float(capital_base), start=str(pd.Timestamp(start).date()) if start is not None else None,

@@ -33,74 +33,14 @@ from backtrader.metabase import AutoInfoClass
 
 from ..atomic import atomic_write_bytes
 from ..errors import GptquantError
+from .runkey import FORMAT
 
-FORMAT = 1
 BACKTRADER = "1.9.78.123"  # the release whose private hooks resume moves and restores (setup.cfg pins it)
 LAST = 5  # checkpoints at each of the last sessions (new news lands there) ...
 EVERY = 60  # ... and every 60th session before (about a quarter: a revision further back costs little more)
 _STRUCTURE = (LineRoot, bt.LineBuffer, bt.Cerebro, bt.BrokerBase, AutoInfoClass, bt.Sizer)
 _REBUILT = {"_lineiterators", "_clock", "_sizer", "_owner", "_slave_analyzers", "writers", "analyzers", "observers",
             "stats", "datas", "ddatas", "dnames", "cerebro", "env", "p", "params", "plotinfo", "plotlines", "lines", "l"}
-
-
-def session_chain(dates, block: np.ndarray, names: list[str], panel=None) -> list[str]:
-    """Hash chain over the sessions: link i covers every input the strategy can see up to session i.
-
-    block is session x instrument x line; panel ((datetime, instrument)-sorted rows) adds the panel rows of
-    each session when the strategy reads them apart from the lines.
-    """
-    chain, h = [], hashlib.sha1(repr(list(names)).encode()).digest()
-    bounds = None
-    if panel is not None and len(panel):
-        at = panel.index.get_level_values("datetime").values
-        bounds = np.searchsorted(at, np.asarray(dates, dtype=at.dtype), side="left"), np.searchsorted(
-            at, np.asarray(dates, dtype=at.dtype), side="right")
-        values = np.ascontiguousarray(panel.to_numpy(dtype=float))
-        codes = panel.index.get_level_values("instrument").astype(str).to_numpy()
-        h = hashlib.sha1(h + repr(list(panel.columns)).encode()).digest()
-    for i, day in enumerate(dates):
-        d = hashlib.sha1(h)
-        d.update(str(day).encode())
-        d.update(np.ascontiguousarray(block[i]).tobytes())
-        if bounds is not None:
-            a, b = bounds[0][i], bounds[1][i]
-            d.update("\0".join(codes[a:b]).encode())
-            d.update(values[a:b].tobytes())
-        h = d.digest()
-        chain.append(h.hex())
-    return chain
-
-
-def source_of(obj) -> str | None:
-    """The code a strategy class or callback runs (part of the key): a hash of the source of the module that
-    defines it and of every project module that module imports, transitively (gptquant.codehash), so
-    editing a helper module forces a full run; None when it cannot be read (then no resume)."""
-    import inspect
-    import sys
-
-    from ..codehash import sources_hash
-
-    module = sys.modules.get(getattr(obj, "__module__", ""), None)
-    path = getattr(module, "__file__", None)
-    if path and Path(path).is_file():
-        return sources_hash(path)
-    try:
-        return inspect.getsource(module) if module is not None else inspect.getsource(obj)
-    except (OSError, TypeError):
-        return None
-
-
-def run_key(**parts) -> str | None:
-    """What must be equal for two runs to share history: strategy source (with the project modules it
-    imports), parameters, rules, capital, start and the installed gptquant's own code; None when the
-    strategy's source is unknown. Prices, panel and bundle are in the session chain: a change there
-    resumes from the last session before it, never from a stale one."""
-    from ..codehash import package_hash
-
-    if parts.get("strategy") is None:
-        return None
-    parts["engine"] = (package_hash(), FORMAT)
-    return hashlib.sha256(pickle.dumps(sorted((k, repr(v)) for k, v in parts.items()))).hexdigest()[:24]
 
 
 def check_backtrader() -> None:
