@@ -104,27 +104,26 @@ def test_full_width_codes_normalise_to_the_same_instrument(tmp_path):
     assert rej["row"].tolist() == [4] and "not an A-share instrument code" in rej["reason"].iloc[0]
 
 
+def _panel(tmp_path, rows: str, *extra) -> int:
+    """`gptquant panel` over a news file of `rows` (one sentiment per row) into tmp_path/panel.parquet."""
+    (tmp_path / "n.csv").write_text(HEAD + rows, encoding="utf-8")
+    n = rows.count("\n")
+    (tmp_path / "f.csv").write_text("article_id,sentiment\n" + "".join(f"{i},0.5\n" for i in range(1, n + 1)))
+    return main(["panel", "--features", str(tmp_path / "f.csv"), "--news", str(tmp_path / "n.csv"),
+                 "--out", str(tmp_path / "panel.parquet"), *extra])
+
+
 def test_all_rows_rejected_is_one_error_naming_the_rejects_file(tmp_path, capsys):
-    news = tmp_path / "n.csv"
-    news.write_text(HEAD + "2024-03-01,甲,XXXX\n03/04/2024,乙,600519\n", encoding="utf-8")
-    feats = tmp_path / "f.csv"
-    feats.write_text("article_id,sentiment\n1,0.5\n2,0.1\n", encoding="utf-8")
-    out = tmp_path / "panel.parquet"
-    assert main(["panel", "--features", str(feats), "--news", str(news), "--out", str(out)]) != 0
+    assert _panel(tmp_path, "2024-03-01,甲,XXXX\n03/04/2024,乙,600519\n") != 0
     err = capsys.readouterr().err
     assert "AttributeError" not in err and "no news row reached the panel" in err and "panel.rejects.csv" in err
-    assert len(pd.read_csv(tmp_path / "panel.rejects.csv")) == 2 and not out.exists()
+    assert len(pd.read_csv(tmp_path / "panel.rejects.csv")) == 2 and not (tmp_path / "panel.parquet").exists()
 
 
 def test_a_stale_panel_rejects_file_is_removed_when_a_run_rejects_nothing(tmp_path):
-    news = tmp_path / "n.csv"
-    news.write_text(HEAD + "2024-03-01 08:00,甲,600519\n", encoding="utf-8")
-    feats = tmp_path / "f.csv"
-    feats.write_text("article_id,sentiment\n1,0.5\n", encoding="utf-8")
-    out = tmp_path / "panel.parquet"
     (tmp_path / "panel.rejects.csv").write_text("row,article_id,reason\n7,7,from an earlier run\n")
-    assert main(["panel", "--features", str(feats), "--news", str(news), "--out", str(out)]) == 0
-    assert out.exists() and not (tmp_path / "panel.rejects.csv").exists()
+    assert _panel(tmp_path, "2024-03-01 08:00,甲,600519\n") == 0
+    assert (tmp_path / "panel.parquet").exists() and not (tmp_path / "panel.rejects.csv").exists()
 
 
 def test_label_market_with_every_row_rejected_is_one_error_naming_the_rejects_file(tmp_path, capsys):
@@ -141,15 +140,10 @@ def test_label_market_with_every_row_rejected_is_one_error_naming_the_rejects_fi
 
 
 def test_panel_cli_takes_the_date_order(tmp_path, capsys):
-    news = tmp_path / "n.csv"
-    news.write_text(HEAD + "03/04/2024 08:00,甲,600519\n", encoding="utf-8")
-    feats = tmp_path / "f.csv"
-    feats.write_text("article_id,sentiment\n1,0.5\n", encoding="utf-8")
-    out = tmp_path / "panel.parquet"
-    assert main(["panel", "--features", str(feats), "--news", str(news), "--out", str(out)]) != 0
+    assert _panel(tmp_path, "03/04/2024 08:00,甲,600519\n") != 0
     assert "ambiguous date" in pd.read_csv(tmp_path / "panel.rejects.csv")["reason"].iloc[0]
-    assert main(["panel", "--features", str(feats), "--news", str(news), "--out", str(out), "--date-order", "dmy"]) == 0
-    assert pd.read_parquet(out).index.get_level_values("datetime").tolist() == [pd.Timestamp("2024-04-03")]
+    assert _panel(tmp_path, "03/04/2024 08:00,甲,600519\n", "--date-order", "dmy") == 0
+    assert pd.read_parquet(tmp_path / "panel.parquet").index.get_level_values("datetime").tolist() == [pd.Timestamp("2024-04-03")]
     assert not (tmp_path / "panel.rejects.csv").exists()
 
 
