@@ -335,6 +335,17 @@ def check_sweep_results(table: pd.DataFrame, out):
     pd.testing.assert_frame_equal(pd.read_parquet(out / "sweep_results.parquet"), table, check_dtype=False)
 
 
+def labelled(n=150, seed=0, names=None) -> pd.DataFrame:
+    """Synthetic news with a known label (demo-world templates; no shared data)."""
+    from gptquant.demo_world import LABELS, write_article
+
+    names = names or LABELS
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, n)
+    return pd.DataFrame({"text": [write_article(f"样本{'甲乙丙丁戊'[i % 5]}公司", int(k), rng) for i, k in enumerate(y)],
+                         "label": [names[k] for k in y]})
+
+
 # ---- a run that allows no skips (the torch-free CI run must exercise every test it selects) -------
 
 @pytest.hookimpl(hookwrapper=True)

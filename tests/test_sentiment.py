@@ -13,20 +13,13 @@ import onnx  # noqa: E402
 
 from gptquant import bundle as B  # noqa: E402
 from gptquant.cli import main  # noqa: E402
-from gptquant.demo_world import LABELS, write_article  # noqa: E402
+from conftest import labelled  # noqa: E402
+from gptquant.demo_world import LABELS  # noqa: E402
 from gptquant.errors import GptquantError  # noqa: E402
 from gptquant.lm import sentiment as S  # noqa: E402
 from gptquant.lm import data, evaluate as E, headfile as H, heads  # noqa: E402
 from gptquant.lm.export import export_bundle  # noqa: E402
 from gptquant.runtime.scorer import Scorer  # noqa: E402
-
-
-def labelled(n=150, seed=0, names=LABELS) -> pd.DataFrame:
-    """Synthetic news with a known label (demo-world templates; no shared data)."""
-    rng = np.random.default_rng(seed)
-    y = rng.integers(0, 3, n)
-    return pd.DataFrame({"text": [write_article(f"样本{'甲乙丙丁戊'[i % 5]}公司", int(k), rng) for i, k in enumerate(y)],
-                         "label": [names[k] for k in y]})
 
 
 @pytest.fixture(scope="module")
@@ -179,4 +172,4 @@ def test_cli_trains_then_evaluates_beside_the_baseline(tiny_checkpoint, data_csv
     r = json.loads(report.read_text())
     assert {k: v["n"] for k, v in r.items()} == {"m (linear)": 40, "m (tfidf baseline)": 40}
     assert main(["train", "sentiment", "--model", str(tiny_checkpoint), "--data", str(data_csv), "--out",
-                 str(tmp_path / "x"), "--verbalizer", "negative=跌"]) == 2  # a label without a token
+                 str(tmp_path / "x"), "--method", "ptuning", "--verbalizer", "negative=跌"]) == 2  # a label without a token

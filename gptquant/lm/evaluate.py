@@ -31,6 +31,13 @@ def predict_probs(model_path, texts, batch: int = 64, progress: bool = False,
     from .heads import encode_ids, head_logits
 
     ckpt = load_checkpoint(path)
+    meta = read_head_meta(path)
+    if meta is not None and meta.get("method") == "hybrid":
+        from ..runtime.hybrid import HybridHead
+        from .hybrid import hybrid_logprobs
+
+        head = HybridHead.load(path)
+        return np.exp(hybrid_logprobs(ckpt, head, list(texts), progress=progress)), list(head.labels)
     found = load_head(path, ckpt)
     if found is None:
         raise GptquantError(f"{path}: no sentiment head here (train one with `gptquant train sentiment`)")

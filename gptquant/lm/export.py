@@ -151,7 +151,7 @@ def torch_features(graph, ckpt: Checkpoint, texts, max_length: int) -> dict:
     ids, mask, _ = encode(ckpt.tokenizer, texts, ckpt.policy, max_length)
     with torch.no_grad():
         outs = graph(torch.from_numpy(ids), torch.from_numpy(mask))
-    return {"mask": mask, **{n: o.numpy() for n, o in zip(graph.output_names, outs)}}
+    return {"mask": mask, "ids": ids, **{n: o.numpy() for n, o in zip(graph.output_names, outs)}}
 
 
 def onnx_features(path: Path, ckpt: Checkpoint, texts, max_length: int, threads: int | None = None) -> dict:
@@ -163,14 +163,14 @@ def onnx_features(path: Path, ckpt: Checkpoint, texts, max_length: int, threads:
     sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
     ids, mask, _ = encode(ckpt.tokenizer, texts, ckpt.policy, max_length)
     outs = sess.run(None, {"input_ids": ids, "attention_mask": mask})
-    return {"mask": mask, **{o.name: v for o, v in zip(sess.get_outputs(), outs)}}
+    return {"mask": mask, "ids": ids, **{o.name: v for o, v in zip(sess.get_outputs(), outs)}}
 
 
 def _bucket(rank):
     return np.searchsorted(np.array(RANK_BUCKETS), rank, side="left")
 
 
-def parity(ref: dict, got: dict, detector: dict | None = None) -> dict:
+def parity(ref: dict, got: dict, detector: dict | None = None, hybrid=None) -> dict:
     """Agreement figures between two feature dicts on the same texts (ref = torch fp32): per-token LM
     outputs, pooled states, sentiment probabilities and, given a detector, ai_score (texts whose
     statistics are undefined are left out)."""
@@ -187,8 +187,13 @@ def parity(ref: dict, got: dict, detector: dict | None = None) -> dict:
         })
     if "pooled" in ref:
         out["pooled_max_abs"] = float(np.abs(ref["pooled"] - got["pooled"]).max())
-    if B.SENTIMENT_OUTPUT in ref:
-        pr, pg = np.exp(ref[B.SENTIMENT_OUTPUT]), np.exp(got[B.SENTIMENT_OUTPUT])
+    if B.SENTIMENT_OUTPUT in ref or hybrid is not None:
+        if hybrid is not None:
+            from .hybrid_bundle import feature_probs
+
+            pr, pg = feature_probs(ref, hybrid), feature_probs(got, hybrid)
+        else:
+            pr, pg = np.exp(ref[B.SENTIMENT_OUTPUT]), np.exp(got[B.SENTIMENT_OUTPUT])
         out["sent_prob_max_abs"] = float(np.abs(pr - pg).max())
         out["sent_label_agreement"] = float((pr.argmax(1) == pg.argmax(1)).mean())
     if detector and "token_logprob" in ref and "pooled" in ref:
@@ -307,6 +312,13 @@ def export_bundle(model_dir, out_dir, int8: bool = False, max_length: int = DEFA
         from .headfile import bundle_head  # a checkpoint trained by `gptquant train sentiment|detector`
 
         head, labels, heads = bundle_head(model_dir, ckpt)
+    hybrid = None
+    if (heads or {}).get("sentiment", {}).get("method") == "hybrid":
+        from ..runtime.hybrid import HybridHead
+
+        if sentiment_only:
+            raise GptquantError("a hybrid sentiment head reads the LM statistics: export a full graph, not sentiment-only")
+        hybrid = HybridHead.load(model_dir)
     if (head is None) != (labels is None):
         raise GptquantError("a sentiment head needs its label names, and labels need a head")
     if sentiment_only and optimize != "off":
@@ -317,6 +329,10 @@ def export_bundle(model_dir, out_dir, int8: bool = False, max_length: int = DEFA
         from ..runtime.heads import check_detector
 
         check_detector(detector, "heads.detector", hidden_size=int(ckpt.config["n_embd"]))
+    if parity_texts is None and model_dir is not None:  # fixed texts + the head's own validation sample
+        from .headfile import read_head_meta
+
+        parity_texts = PARITY_TEXTS + list((read_head_meta(model_dir) or {}).get("parity_texts") or [])
     texts = list(parity_texts or PARITY_TEXTS)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = make_temp_dir(f".{out_dir.name}.", out_dir.parent)  # the umask's mode, not mkdtemp's 0700
@@ -333,13 +349,13 @@ def export_bundle(model_dir, out_dir, int8: bool = False, max_length: int = DEFA
             exporter = "torchscript"
             _export_onnx(graph, fp32, exporter)
         ref = torch_features(graph, ckpt, texts, max_length)
-        fig = {"fp32": parity(ref, onnx_features(fp32, ckpt, texts, max_length), detector)}
+        fig = {"fp32": parity(ref, onnx_features(fp32, ckpt, texts, max_length), detector, hybrid)}
         fig["optimizer"] = (optimize_graph(fp32, ckpt, texts, max_length, ref, force=optimize == "on")
                             if optimize != "off" else {"used": False, "reason": "off"})
         if int8:
             quantize_int8(fp32, tmp / B.MODEL_FILE, ckpt.vocab_size)
             fp32.unlink()
-            fig["int8"] = parity(ref, onnx_features(tmp / B.MODEL_FILE, ckpt, texts, max_length), detector)
+            fig["int8"] = parity(ref, onnx_features(tmp / B.MODEL_FILE, ckpt, texts, max_length), detector, hybrid)
             limits = {**PARITY_LIMITS, **(parity_limits or {})}
             bad = check_parity(fig["int8"], limits)
             if bad:
@@ -368,6 +384,11 @@ def export_bundle(model_dir, out_dir, int8: bool = False, max_length: int = DEFA
         }
         if labels is not None:
             manifest["labels"] = list(labels)
+        if hybrid is not None:
+            from .hybrid_bundle import bundle_files
+
+            manifest["labels"] = list(hybrid.labels)
+            heads["sentiment"]["files"] = bundle_files(model_dir, tmp)
         if heads:
             manifest["heads"] = heads
         manifest = B.write_manifest(tmp, manifest)

@@ -51,6 +51,8 @@ def load_head(model_dir, ckpt=None):
     from .checkpoint import load_checkpoint
     from .heads import build_head
 
+    if meta.get("method") == "hybrid":
+        raise GptquantError(f"{model_dir}: holds a hybrid head (numpy, gptquant.runtime.hybrid), not a torch module")
     if not (model_dir / HEAD_WEIGHTS).is_file():
         raise GptquantError(f"{model_dir}: {HEAD_JSON} present but {HEAD_WEIGHTS} missing")
     ckpt = ckpt or load_checkpoint(model_dir)
@@ -76,6 +78,14 @@ def save_head(src, out_dir: Path, head, meta: dict) -> None:
     atomic_write_text(out_dir / HEAD_JSON, json.dumps(meta, ensure_ascii=False, indent=2))
 
 
+def save_meta(src, out_dir: Path, meta: dict) -> None:
+    """A complete checkpoint for a head whose own files are already in `out_dir` (the hybrid head):
+    the base model's files, then the JSON last."""
+    _copy_base(Path(src), out_dir)
+    (out_dir / HEAD_WEIGHTS).unlink(missing_ok=True)  # a torch head trained here before is not this head
+    atomic_write_text(out_dir / HEAD_JSON, json.dumps(meta, ensure_ascii=False, indent=2))
+
+
 def _copy_base(src: Path, dst: Path) -> None:
     """The base checkpoint's files beside the head, so the output directory is a complete checkpoint."""
     if src.resolve() == dst.resolve():
@@ -91,6 +101,10 @@ def bundle_head(model_dir, ckpt):
     heads = {}
     if (Path(model_dir) / DETECTOR_JSON).is_file():
         heads["detector"] = load_detector(Path(model_dir) / DETECTOR_JSON)
+    meta = read_head_meta(model_dir)
+    if meta is not None and meta.get("method") == "hybrid":  # no graph head: export adds its files
+        heads["sentiment"] = {k: meta[k] for k in ("method", "labels", "temperature", "validation", "auto") if k in meta}
+        return None, None, heads
     found = load_head(model_dir, ckpt)
     if found is None:
         return None, None, heads or None

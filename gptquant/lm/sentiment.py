@@ -17,6 +17,15 @@ DEFAULT_LR = {"ptuning": 3e-3, "finetune": 1e-4}
 LINEAR_C = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
 
 
+PARITY_SAMPLE = 64  # validation texts kept with the head: export's int8 gate checks the head on them
+
+
+def parity_sample(texts, seed: int) -> list[str]:
+    """A seeded sample of the head's own validation texts for export's parity gate."""
+    pick = np.random.default_rng(seed).permutation(len(texts))[:PARITY_SAMPLE]
+    return [texts[i] for i in sorted(pick)]
+
+
 def _splits(data, valid, valid_frac, shots, seed, columns, labels):
     """(train texts, train ids, validation texts, validation ids, labels), K-shot sampled when asked."""
     texts, y, labels = read_labelled(data, *columns, labels)
@@ -64,15 +73,18 @@ def _fit_linear(model, meta, tr_ids, tr_y, va_ids, vy, labels, pad, seed, progre
     return head, {"steps_run": 0, "best_val_macro_f1": f1}
 
 
-def train_sentiment(model_dir, data, out_dir, method: str = "ptuning", *, labels=None, text_column=None,
+def train_sentiment(model_dir, data, out_dir, method: str = "auto", *, labels=None, text_column=None,
                     label_column=None, term_column=None, valid=None, valid_frac: float = 0.1, shots: int | None = None,
-                    steps: int = 300, batch: int = 16, lr: float | None = None, max_length: int = 128, seed: int = 0,
-                    eval_every: int = 25, patience: int = 6, n_prefix: int = 3, n_suffix: int = 3,
-                    verbalizers: dict | None = None, resume: bool = True, progress: bool = True,
-                    threads: int | None = None, baseline: bool = True) -> dict:
+                    steps: int | None = None, batch: int = 16, lr: float | None = None, max_length: int = 128,
+                    seed: int = 0, eval_every: int | None = None, patience: int = 6, n_prefix: int = 3,
+                    n_suffix: int = 3, verbalizers: dict | None = None, resume: bool = True, progress: bool = True,
+                    threads: int | None = None, baseline: bool = True, test=None, methods=None,
+                    budget_minutes: float | None = None, budget_s: float | None = None) -> dict:
     """Train a sentiment head (and the TF-IDF baseline on the same split) and write a checkpoint
     directory `out_dir` that `gptquant export` turns into a bundle with sent_* columns. Returns a summary
-    with validation metrics for the head and the baseline."""
+    with validation metrics for the head and the baseline. method "auto" trains every method on the same
+    split and keeps the best (lm.auto); `test` (a labelled table) adds test figures to its table. Gradient
+    methods without `steps` get a budget from the data size (lm.auto.budget)."""
     torch = require("torch", "train", "training a sentiment head")
     from .baseline import train_baseline
     from .checkpoint import load_checkpoint
@@ -80,13 +92,29 @@ def train_sentiment(model_dir, data, out_dir, method: str = "ptuning", *, labels
     from .trainloop import fit_loop
     from .verbalizers import choose_verbalizers
 
-    if method not in METHODS:
-        raise GptquantError(f"unknown method {method!r} (one of {', '.join(METHODS)})")
+    if method not in METHODS + ("hybrid", "auto"):
+        raise GptquantError(f"unknown method {method!r} (one of {', '.join(METHODS + ('hybrid', 'auto'))})")
     if threads:
         torch.set_num_threads(int(threads))
     torch.manual_seed(seed)
-    tr_texts, tr_y, vt, vy, labels = _splits(data, valid, valid_frac, shots, seed,
-                                             (text_column, label_column, term_column), labels)
+    columns = (text_column, label_column, term_column)
+    tr_texts, tr_y, vt, vy, labels = _splits(data, valid, valid_frac, shots, seed, columns, labels)
+    if method == "auto":
+        from .auto import AUTO_METHODS, DEFAULT_BUDGET_MINUTES, train_auto
+
+        def train_one(m, train_df, valid_df, sub, **kw):
+            return train_sentiment(model_dir, train_df, sub, m, labels=labels, valid=valid_df, batch=batch, lr=lr,
+                                   max_length=max_length, seed=seed, patience=patience, n_prefix=n_prefix,
+                                   n_suffix=n_suffix, verbalizers=verbalizers, resume=resume, progress=progress,
+                                   baseline=False, **kw)
+
+        tests = None
+        if test is not None:
+            tt, ty, _ = read_labelled(test, *columns, labels)
+            tests = (tt, ty)
+        return train_auto(model_dir, tr_texts, tr_y, vt, vy, labels, out_dir, train_one=train_one, test=tests,
+                          methods=tuple(methods or AUTO_METHODS), batch=batch, progress=progress,
+                          budget_minutes=DEFAULT_BUDGET_MINUTES if budget_minutes is None else budget_minutes)
     ckpt = load_checkpoint(model_dir)
     model = ckpt.model.eval()
     for p in model.parameters():
@@ -97,8 +125,12 @@ def train_sentiment(model_dir, data, out_dir, method: str = "ptuning", *, labels
     out_dir.mkdir(parents=True, exist_ok=True)
     state_path = out_dir / STATE_FILE
     meta = {"method": method, "labels": labels, "max_length": max_length, "seed": seed, "shots": shots,
-            "n_train": len(tr_texts), "n_valid": len(vt), "base_sha256": ckpt.source_sha256()}
+            "n_train": len(tr_texts), "n_valid": len(vt), "base_sha256": ckpt.source_sha256(),
+            "parity_texts": parity_sample(vt, seed)}
     pad = ckpt.policy.pad_id
+    if method == "hybrid":
+        return _train_hybrid(model_dir, ckpt, meta, tr_texts, tr_y, vt, vy, labels, out_dir, seed=seed,
+                             progress=progress, baseline=baseline)
 
     if method == "linear":
         head, fit = _fit_linear(model, meta, tr_ids, tr_y, va_ids, vy, labels, pad, seed, progress)
@@ -120,10 +152,16 @@ def train_sentiment(model_dir, data, out_dir, method: str = "ptuning", *, labels
             params = list(head.parameters())
             frozen = ()
         lr = lr or DEFAULT_LR[method]
+        if steps is None:
+            from .auto import budget
+
+            plan = budget(method, len(tr_ids), batch)
+            steps, eval_every = plan["steps"], eval_every or plan["eval_every"]
+        eval_every = eval_every or 25
         meta.update(lr=lr, batch=batch, steps=steps)
         fit = fit_loop(head, params, tr_ids, tr_y, va_ids, vy, labels, steps=steps, batch=batch, lr=lr,
                        eval_every=eval_every, patience=patience, seed=seed, pad_id=pad, state_path=state_path,
-                       resume=resume, progress=progress, train_mode_modules=frozen)
+                       resume=resume, progress=progress, train_mode_modules=frozen, budget_s=budget_s)
     head.eval()
     val_logits = head_logits(head, va_ids, pad)
     temperature = M.fit_temperature(val_logits, vy)
@@ -140,4 +178,28 @@ def train_sentiment(model_dir, data, out_dir, method: str = "ptuning", *, labels
         summary["baseline_validation"] = M.classification_report(vy, np.exp(M.log_softmax(base.logits(vt))), labels)
     save_head(model_dir, out_dir, head, meta)
     state_path.unlink(missing_ok=True)
+    return summary
+
+
+def _train_hybrid(model_dir, ckpt, meta, tr_texts, tr_y, vt, vy, labels, out_dir: Path, *, seed, progress, baseline):
+    """The hybrid head (lm.hybrid): its files and gptquant_sentiment.json (method "hybrid") beside the base model.
+    Its n-grams and GPT features are cut at export's default max_length, the length a bundle scores."""
+    from .baseline import train_baseline
+    from .export import DEFAULT_MAX_LENGTH
+    from .headfile import save_meta
+    from .hybrid import train_hybrid
+
+    max_tokens = int(min(DEFAULT_MAX_LENGTH, ckpt.config.get("n_positions", DEFAULT_MAX_LENGTH)))
+    head, info, val_logits = train_hybrid(ckpt, tr_texts, tr_y, vt, vy, labels, out_dir, max_tokens=max_tokens,
+                                          seed=seed, progress=progress)
+    meta.update(max_length=max_tokens, temperature=head.temperature, training={"steps_run": 0, **info},
+                validation=info.pop("validation"))
+    meta["training"].pop("validation", None)
+    meta["validation"]["ece_uncalibrated"] = M.ece(vy, np.exp(M.log_softmax(val_logits)))
+    summary = {"method": "hybrid", "labels": labels, "validation": meta["validation"], "temperature": head.temperature}
+    if baseline:
+        base = train_baseline(tr_texts, tr_y, labels, vt, vy, seed=seed)
+        base.save(out_dir / BASELINE_JSON)
+        summary["baseline_validation"] = M.classification_report(vy, np.exp(M.log_softmax(base.logits(vt))), labels)
+    save_meta(model_dir, out_dir, meta)
     return summary

@@ -11,13 +11,15 @@ from ..atomic import atomic_write
 def configure(verb: str, parser) -> None:
     sub = parser.add_subparsers(dest="what", metavar="WHAT", required=True)
     if verb == "train":
-        p = sub.add_parser("sentiment", help="train a sentiment head (ptuning | finetune | linear) + TF-IDF baseline",
+        p = sub.add_parser("sentiment", help="train a sentiment head (auto | hybrid | ptuning | finetune | linear) + TF-IDF baseline",
                            description="Train a sentiment head on a labelled table (text, label) and write a checkpoint "
                                        "directory that `gptquant export` turns into a bundle with sent_* columns.")
         p.add_argument("--model", required=True, help="base GPT-2 checkpoint directory")
         p.add_argument("--data", required=True, help="labelled table: CSV/JSONL/Parquet with text and label columns")
         p.add_argument("--out", required=True, help="output checkpoint directory (base model + head; resumable)")
-        p.add_argument("--method", choices=["ptuning", "finetune", "linear"], default="ptuning")
+        p.add_argument("--method", choices=["auto", "ptuning", "finetune", "linear", "hybrid"], default="auto",
+                       help="auto (default): train linear, hybrid, finetune and ptuning on one split and keep the best "
+                            "by validation macro-F1")
         p.add_argument("--labels", help="label names in negative→positive order, comma-separated (e.g. 利空,中性,利好)")
         p.add_argument("--text-column")
         p.add_argument("--label-column")
@@ -25,11 +27,15 @@ def configure(verb: str, parser) -> None:
         p.add_argument("--valid", help="validation table (default: a stratified --valid-frac of --data)")
         p.add_argument("--valid-frac", type=float, default=0.1)
         p.add_argument("--shots", type=int, help="few-shot: sample K training (and K validation) rows per class")
-        p.add_argument("--steps", type=int, default=300)
+        p.add_argument("--steps", type=int, help="optimiser steps (default: EPOCHS passes over the data, early stopping)")
+        p.add_argument("--test", help="auto: a labelled table whose figures join the table (never used to choose)")
+        p.add_argument("--methods", help="auto: comma-separated methods to try (default linear,hybrid,finetune,ptuning)")
+        p.add_argument("--budget-minutes", type=float,
+                       help="auto: skip a gradient method whose measured speed projects past this (default 15; 0 = none)")
         p.add_argument("--batch", type=int, default=16)
         p.add_argument("--lr", type=float, help="learning rate (default 3e-3 ptuning, 1e-4 finetune)")
         p.add_argument("--max-length", type=int, default=128)
-        p.add_argument("--eval-every", type=int, default=25)
+        p.add_argument("--eval-every", type=int, help="steps between validation checks (default: 4 per epoch)")
         p.add_argument("--patience", type=int, default=6, help="evaluations without improvement before stopping")
         p.add_argument("--prompt", default="3,3", help="P-tuning template: pseudo tokens before,after the text")
         p.add_argument("--verbalizer", help="label=token pairs, e.g. 利空=跌,中性=平,利好=涨 (default: chosen automatically)")
@@ -106,8 +112,15 @@ def _train_sentiment(args) -> int:
         valid_frac=args.valid_frac, shots=args.shots, steps=args.steps, batch=args.batch, lr=args.lr,
         max_length=args.max_length, seed=args.seed, eval_every=args.eval_every, patience=args.patience,
         n_prefix=n_prefix, n_suffix=n_suffix, verbalizers=_pairs(args.verbalizer), resume=not args.no_resume,
-        threads=args.threads)
-    rows = {args.method: summary["validation"]}
+        threads=args.threads, test=args.test, methods=args.methods.split(",") if args.methods else None,
+        budget_minutes=args.budget_minutes)
+    if "auto" in summary:
+        from .auto import format_auto
+
+        print(f"auto: every method on one split ({summary['validation']['n']} validation rows), the best by "
+              "validation macro-F1:")
+        print(format_auto(summary["table"], summary["method"]))
+    rows = {summary["method"]: summary["validation"]}
     if "baseline_validation" in summary:
         rows["tfidf baseline"] = summary["baseline_validation"]
     print(f"validation ({summary['validation']['n']} rows; temperature {summary['temperature']:.3f}):")

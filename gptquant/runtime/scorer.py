@@ -23,8 +23,9 @@ from .. import bundle as B
 from ..errors import GptquantError
 from ..paths import cache_dir
 from ..tokenize import SpecialTokens, pad_batch, token_ids
-from .columns import feature_columns, length_statistics, sentiment_statistics, token_statistics
+from .columns import feature_columns, label_columns, length_statistics, sentiment_statistics, token_statistics
 from .heads import check_detector, detector_score, detector_usable, needs_pooled
+from .hybrid import HYBRID_STATS, HybridHead, hybrid_of
 
 GRAPHS = ("full", "sentiment-only")
 THREADS_ENV = "GPTQUANT_THREADS"
@@ -100,7 +101,14 @@ class Scorer:
         self.has_token_outputs = self.graph == "full"
         if not self.has_token_outputs and not self.labels:
             raise B.BundleError(f"{self.bundle_dir}: a sentiment-only bundle needs manifest labels")
-        need = (list(B.TOKEN_OUTPUTS) if self.has_token_outputs else []) + ([B.SENTIMENT_OUTPUT] if self.labels else [])
+        self.hybrid = HybridHead.load(self.bundle_dir) if hybrid_of(self.manifest) else None
+        if self.hybrid is not None and (not self.has_token_outputs or self.hybrid.labels != self.labels):
+            raise B.BundleError(f"{self.bundle_dir}: a hybrid sentiment head needs a full graph and the manifest's labels")
+        need = (list(B.TOKEN_OUTPUTS) if self.has_token_outputs else [])
+        if self.hybrid is not None:
+            need += list(B.POOLED_OUTPUTS)
+        elif self.labels:
+            need.append(B.SENTIMENT_OUTPUT)
         missing = [n for n in need if n not in outputs]
         if missing:
             raise B.BundleError(f"{self.bundle_dir / B.MODEL_FILE}: graph lacks output(s) {', '.join(missing)}")
@@ -110,7 +118,7 @@ class Scorer:
         self.has_pooled = "pooled" in outputs
         self.feature_columns = feature_columns(self.has_token_outputs, self.labels)
         self.detector = self._open_detector(outputs)
-        self._outputs = need + (["pooled"] if needs_pooled(self.detector) else [])
+        self._outputs = need + (["pooled"] if needs_pooled(self.detector) and "pooled" not in need else [])
         self.tokens_scored = 0  # running total, for throughput reports
         self.seconds = 0.0
 
@@ -160,11 +168,30 @@ class Scorer:
             df = pd.DataFrame(rows[:, :ncol], columns=self.feature_columns)
             df["n_tokens"] = df["n_tokens"].astype("int64")
             df["truncated"] = truncated
-            pooled = rows[:, ncol:] if "pooled" in outputs else None
+            pooled = rows[:, ncol:ncol + self._hidden(rows, ncol, outputs)] if "pooled" in outputs else None
+            if self.hybrid is not None:
+                self._add_hybrid(df, ids, pooled, rows[:, ncol + pooled.shape[1]:])
             df = self._add_heads(df, pooled)
             df.index = pd.RangeIndex(start, start + len(chunk))
             yield (df, pooled) if with_pooled else df
             start += len(chunk)
+
+    def _hidden(self, rows, ncol, outputs) -> int:
+        """Width of the pooled block among the extra columns (pooled, then last_hidden for a hybrid head)."""
+        extra = rows.shape[1] - ncol
+        return extra // 2 if "last_hidden" in outputs else extra
+
+    def _add_hybrid(self, df: pd.DataFrame, ids, pooled, last_hidden) -> None:
+        """sent_* and sentiment from the hybrid head: token n-grams + the same pass's GPT features."""
+        if not len(df):
+            return
+        blocks = {"stats": df[list(HYBRID_STATS)].to_numpy(dtype=np.float64), "pooled": pooled, "last_hidden": last_hidden}
+        probs = np.exp(self.hybrid.logprobs(ids, self.hybrid.dense_matrix(blocks, len(df))))
+        names = label_columns(self.labels)
+        for j, name in enumerate(names):
+            df[name] = probs[:, j]
+        if "sentiment" in df.columns:
+            df["sentiment"] = df["sent_pos"] - df["sent_neg"]
 
     def _add_heads(self, df: pd.DataFrame, pooled) -> pd.DataFrame:
         """Manifest-borne heads: the detector's ai_score."""
@@ -233,11 +260,15 @@ class Scorer:
         order, followed by the pooled state when it was requested."""
         m = mask[:, 1:].astype(bool)
         stats = token_statistics(out, m) if self.has_token_outputs else length_statistics(m)
-        if self.labels:
+        if self.hybrid is not None:  # filled by _add_hybrid
+            stats.update({c: np.full(len(m), np.nan) for c in self.feature_columns if c not in stats})
+        elif self.labels:
             stats.update(sentiment_statistics(self.labels, out[B.SENTIMENT_OUTPUT]))
         rows = np.stack([stats[c] for c in self.feature_columns], axis=1)
         if "pooled" in out:
             rows = np.hstack([rows, out["pooled"].astype(np.float64)])
+        if self.hybrid is not None:
+            rows = np.hstack([rows, out["last_hidden"].astype(np.float64)])
         return rows
 
     def _empty(self) -> pd.DataFrame:

@@ -43,6 +43,13 @@ def info(bundle_dir) -> str:
     ]
     if m.get("heads"):
         lines.append(f"heads      {', '.join(m['heads']) if isinstance(m['heads'], (list, dict)) else m['heads']}")
+        sent = m["heads"].get("sentiment") if isinstance(m["heads"], dict) else None
+        if isinstance(sent, dict):
+            val = sent.get("validation") if isinstance(sent.get("validation"), dict) else {}
+            f1 = f", validation macro-F1 {val['macro_f1']:.4f}" if isinstance(val.get("macro_f1"), (int, float)) else ""
+            how = ("token n-grams + GPT features (numpy, files " + ", ".join(sent.get("files") or []) + ")"
+                   if sent.get("method") == "hybrid" else "in the graph (sent_logprob)")
+            lines.append(f"sentiment  {sent.get('method', '?')} head: {how}{f1}")
         det = m["heads"].get("detector") if isinstance(m["heads"], dict) else None
         if isinstance(det, dict):
             test = det.get("test") if isinstance(det.get("test"), dict) else {}

@@ -1,0 +1,184 @@
+"""The hybrid sentiment head, numpy only: one calibrated logistic regression over hashed token n-grams
+(TF-IDF weighted, L2-normalised) and the class log-probs of a GPT probe of the same pass.
+
+Why: on short Chinese posts a 4-layer GPT alone loses to character TF-IDF; the BERT-style vocabulary
+splits Chinese per character, so token-id n-grams carry what TF-IDF carries and the GPT block adds what
+the model knows on top. The GPT block is stacked: a logistic probe on standardised GPT features (pooled
+and last hidden state, LM statistics) gives k log-probs (cross-fitted at training, so the outer
+regression does not over-trust them), weighted beside the n-grams. Training (gptquant.lm.hybrid) and
+scoring (here) share `ngram_rows`, so both see the same features. Weights travel in the bundle as .npy
+files (allow_pickle=False) hashed in the manifest, plus a JSON spec: no pickle, no torch, no
+scikit-learn at scoring time.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import GptquantError
+
+KIND = "hybrid-ngram-gpt-logreg"
+SPEC_FILE = "hybrid.json"
+ARRAYS = ("ngram_idf", "ngram_coef", "dense_mean", "dense_scale", "probe_coef", "probe_intercept", "stack_coef",
+          "intercept")
+# the LM statistics a hybrid head reads: the continuous ones (a rank bucket can flip between torch and ORT)
+HYBRID_STATS = ("nll_mean", "nll_std", "ppl", "entropy_mean", "fast_detect")
+_PRIME = 2147483647  # 2**31 - 1: keeps h * _MULT + id inside int64
+_MULT = 1000003
+
+
+def ngram_rows(ids, n_max: int, dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """Hashed 1..n_max-grams of one token-id sequence: (unique buckets, counts)."""
+    arr = np.asarray(ids, dtype=np.int64)
+    parts = []
+    for n in range(1, n_max + 1):
+        m = len(arr) - n + 1
+        if m <= 0:
+            break
+        h = np.full(m, n, dtype=np.int64)
+        for k in range(n):
+            h = (h * _MULT + arr[k: k + m] + 1) % _PRIME
+        parts.append(h % dim)
+    if not parts:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
+    buckets, counts = np.unique(np.concatenate(parts), return_counts=True)
+    return buckets, counts.astype(np.float64)
+
+
+def ngram_values(counts: np.ndarray, idf: np.ndarray, buckets: np.ndarray) -> np.ndarray:
+    """Sublinear tf x idf, L2-normalised (TfidfVectorizer's sublinear_tf=True, norm='l2')."""
+    v = (1.0 + np.log(counts)) * idf[buckets]
+    norm = np.sqrt((v * v).sum())
+    return v / norm if norm > 0 else v
+
+
+def ngram_matrix(id_lists, n_max: int, dim: int, idf: np.ndarray | None = None):
+    """(rows, cols, values) of the n-gram block for many texts; values are raw counts when idf is None."""
+    rows, cols, vals = [np.zeros(0, dtype=np.int64)], [np.zeros(0, dtype=np.int64)], [np.zeros(0)]
+    for r, ids in enumerate(id_lists):
+        b, c = ngram_rows(ids, n_max, dim)
+        rows.append(np.full(len(b), r, dtype=np.int64))
+        cols.append(b)
+        vals.append(c if idf is None else ngram_values(c, idf, b))
+    return np.concatenate(rows), np.concatenate(cols), np.concatenate(vals)
+
+
+def log_softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+
+
+class HybridHead:
+    """Spec + arrays of a fitted hybrid head. `logprobs(ids, dense)` gives calibrated class log-probs."""
+
+    def __init__(self, spec: dict, arrays: dict[str, np.ndarray]):
+        self.spec, self.arrays = spec, arrays
+        self.labels = list(spec["labels"])
+        self.n_max, self.dim = int(spec["ngram"]["n_max"]), int(spec["ngram"]["dim"])
+        self.max_tokens = int(spec["ngram"]["max_tokens"])
+        self.dense = [(str(n), int(w)) for n, w in spec["dense"]]
+        self.temperature = float(spec["temperature"])
+
+    def dense_matrix(self, blocks: dict, n: int) -> np.ndarray:
+        """The GPT features in the spec's order from named blocks (pooled, last_hidden, stats)."""
+        parts = []
+        for name, width in self.dense:
+            x = blocks.get(name)
+            if x is None:
+                raise GptquantError(f"hybrid head needs the {name!r} features, which this graph does not give")
+            x = np.asarray(x, dtype=np.float64).reshape(n, -1)
+            if x.shape[1] != width:
+                raise GptquantError(f"hybrid head: {name!r} is {x.shape[1]} wide, the head was fitted on {width}")
+            parts.append(x)
+        return np.hstack(parts) if parts else np.zeros((n, 0))
+
+    def probe_logprobs(self, dense: np.ndarray) -> np.ndarray:
+        a = self.arrays
+        z = (np.nan_to_num(np.asarray(dense, dtype=np.float64), nan=0.0) - a["dense_mean"]) / a["dense_scale"]
+        return log_softmax(z @ a["probe_coef"].T + a["probe_intercept"])
+
+    def logits(self, id_lists, dense: np.ndarray) -> np.ndarray:
+        """Uncalibrated logits [n, k] from token id lists and the dense GPT features [n, width]."""
+        a = self.arrays
+        out = self.probe_logprobs(dense) @ a["stack_coef"].T + a["intercept"]
+        coef = a["ngram_coef"]
+        for r, ids in enumerate(id_lists):
+            b, c = ngram_rows(np.asarray(ids)[: self.max_tokens], self.n_max, self.dim)
+            out[r] += coef[:, b] @ ngram_values(c, a["ngram_idf"], b)
+        return out
+
+    def logprobs(self, id_lists, dense: np.ndarray) -> np.ndarray:
+        return log_softmax(self.logits(id_lists, dense) / self.temperature)
+
+    def save(self, directory) -> list[str]:
+        """Write hybrid.json and hybrid_<array>.npy into `directory`; returns the file names."""
+        from ..atomic import atomic_write, atomic_write_text
+
+        directory = Path(directory)
+        names = []
+        for key in ARRAYS:
+            name = f"hybrid_{key}.npy"
+            atomic_write(directory / name, lambda tmp, k=key: _save_npy(tmp, self.arrays[k]))
+            names.append(name)
+        atomic_write_text(directory / SPEC_FILE, json.dumps(self.spec, ensure_ascii=False, indent=2))
+        return [SPEC_FILE] + names
+
+    @classmethod
+    def load(cls, directory) -> "HybridHead":
+        """Read and check a hybrid head; every problem names the file and field."""
+        directory = Path(directory)
+        path = directory / SPEC_FILE
+        try:
+            spec = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise GptquantError(f"{path}: unreadable hybrid spec ({exc})") from None
+        check_spec(spec, path)
+        k, dim, width = len(spec["labels"]), int(spec["ngram"]["dim"]), sum(w for _, w in spec["dense"])
+        shapes = {"ngram_idf": (dim,), "ngram_coef": (k, dim), "dense_mean": (width,), "dense_scale": (width,),
+                  "probe_coef": (k, width), "probe_intercept": (k,), "stack_coef": (k, k), "intercept": (k,)}
+        arrays = {}
+        for key, shape in shapes.items():
+            p = directory / f"hybrid_{key}.npy"
+            try:
+                arr = np.load(p, allow_pickle=False)
+            except (OSError, ValueError) as exc:
+                raise GptquantError(f"{p}: unreadable array ({exc})") from None
+            if arr.shape != shape or arr.dtype.kind != "f" or not np.isfinite(arr).all():
+                raise GptquantError(f"{p}: expected finite floats of shape {shape}, got {arr.dtype} {arr.shape}")
+            arrays[key] = arr.astype(np.float64)
+        if (arrays["dense_scale"] <= 0).any():
+            raise GptquantError(f"{directory / 'hybrid_dense_scale.npy'}: scales must be positive")
+        return cls(spec, arrays)
+
+
+def _save_npy(path, arr) -> None:
+    with open(path, "wb") as f:
+        np.save(f, np.ascontiguousarray(arr, dtype=np.float64), allow_pickle=False)
+
+
+def check_spec(spec, where) -> dict:
+    """Validate hybrid.json, naming the bad field."""
+    if not isinstance(spec, dict) or spec.get("kind") != KIND:
+        raise GptquantError(f"{where}: not a {KIND} spec")
+    labels = spec.get("labels")
+    if not isinstance(labels, list) or len(labels) < 2 or not all(isinstance(x, str) and x for x in labels):
+        raise GptquantError(f"{where}: 'labels' must be a list of at least two names")
+    ng = spec.get("ngram")
+    if not isinstance(ng, dict) or not all(isinstance(ng.get(k), int) and ng[k] > 0 for k in ("n_max", "dim", "max_tokens")):
+        raise GptquantError(f"{where}: 'ngram' must hold positive integers n_max, dim, max_tokens")
+    dense = spec.get("dense")
+    if not isinstance(dense, list) or not all(isinstance(d, list) and len(d) == 2 and isinstance(d[0], str)
+                                              and isinstance(d[1], int) and d[1] > 0 for d in dense):
+        raise GptquantError(f"{where}: 'dense' must be a list of [block name, width] pairs")
+    t = spec.get("temperature")
+    if not isinstance(t, (int, float)) or isinstance(t, bool) or not t > 0:
+        raise GptquantError(f"{where}: 'temperature' must be a positive number")
+    return spec
+
+
+def hybrid_of(manifest: dict) -> bool:
+    """Whether a bundle's sentiment columns come from a hybrid head (its files beside the graph)."""
+    head = (manifest.get("heads") or {}).get("sentiment")
+    return isinstance(head, dict) and head.get("method") == "hybrid"

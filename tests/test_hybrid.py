@@ -1,0 +1,144 @@
+"""The hybrid sentiment head: its numpy scoring reproduces the scikit-learn model it was fitted as, its
+files are checked on load, and (with torch) it trains, exports into a bundle, scores without torch to the
+checkpoint's probabilities, and a tampered weight file is refused."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from gptquant.errors import GptquantError
+from gptquant.runtime.hybrid import HybridHead, ngram_rows
+
+from conftest import labelled
+
+LABELS = ["negative", "neutral", "positive"]
+
+
+def test_ngrams_count_every_1_to_3_gram_and_equal_grams_share_a_bucket():
+    ids = [101, 7, 8, 7, 8, 9]
+    buckets, counts = ngram_rows(ids, 3, 1 << 18)
+    assert counts.sum() == 6 + 5 + 4  # 1-, 2- and 3-grams of six ids
+    b7, _ = ngram_rows([7], 1, 1 << 18)
+    b78, c78 = ngram_rows([7, 8], 2, 1 << 18)
+    assert counts[np.searchsorted(buckets, b7[0])] == 2  # "7" occurs twice
+    bigram = np.setdiff1d(b78, ngram_rows([7], 1, 1 << 18)[0])
+    bigram = np.setdiff1d(bigram, ngram_rows([8], 1, 1 << 18)[0])
+    assert counts[np.searchsorted(buckets, bigram[0])] == 2  # so does "7 8"
+    assert not np.array_equal(ngram_rows([7, 8], 2, 1 << 18)[0], ngram_rows([8, 7], 2, 1 << 18)[0])  # order matters
+
+
+def _synthetic(n, seed):
+    """Token ids whose n-grams and a dense block both carry the label."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, n)
+    ids = [[101] + rng.integers(200, 260, 8).tolist() + [300 + int(k)] * int(rng.integers(0, 2)) for k in y]
+    dense = rng.normal(size=(n, 6)) + np.eye(3)[y].repeat(2, axis=1) * 0.8
+    return ids, dense, y
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    pytest.importorskip("sklearn")
+    from gptquant.lm.hybrid import fit_hybrid
+
+    ids, dense, y = _synthetic(240, 0)
+    vids, vdense, vy = _synthetic(90, 1)
+    head, info = fit_hybrid(ids, dense, y, vids, vdense, vy, LABELS, [("pooled", 6)], dim=1 << 12)
+    return head, info, vids, vdense, vy
+
+
+def test_numpy_scoring_equals_the_fitted_scikit_learn_model(fitted):
+    head, info, vids, vdense, vy = fitted
+    np.testing.assert_allclose(head.logits(vids, vdense), info["sklearn_val_logits"], atol=1e-9)
+    assert info["validation"]["macro_f1"] > 0.6  # the planted signal is found (chance ~0.33)
+    p = np.exp(head.logprobs(vids, vdense))
+    np.testing.assert_allclose(p.sum(1), 1.0, atol=1e-12)
+
+
+def test_saved_head_loads_back_and_bad_files_are_refused(fitted, tmp_path):
+    head, _, vids, vdense, _ = fitted
+    names = head.save(tmp_path)
+    assert all(n.endswith((".npy", ".json")) for n in names)
+    again = HybridHead.load(tmp_path)
+    np.testing.assert_array_equal(again.logprobs(vids, vdense), head.logprobs(vids, vdense))
+    np.save(tmp_path / "hybrid_stack_coef.npy", np.zeros((2, 2)))
+    with pytest.raises(GptquantError, match="hybrid_stack_coef.npy.*shape"):
+        HybridHead.load(tmp_path)
+    np.save(tmp_path / "hybrid_stack_coef.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(GptquantError, match="hybrid_stack_coef.npy"):
+        HybridHead.load(tmp_path)  # an object (pickled) array is never loaded
+    spec = json.loads((tmp_path / "hybrid.json").read_text())
+    (tmp_path / "hybrid.json").write_text(json.dumps({**spec, "temperature": -1}))
+    with pytest.raises(GptquantError, match="temperature"):
+        HybridHead.load(tmp_path)
+
+
+def test_dense_features_of_another_width_are_refused(fitted):
+    head = fitted[0]
+    with pytest.raises(GptquantError, match="'pooled' is 5 wide"):
+        head.dense_matrix({"pooled": np.zeros((2, 5))}, 2)
+    with pytest.raises(GptquantError, match="needs the 'pooled'"):
+        head.dense_matrix({}, 2)
+
+
+# ---- end to end with torch: train -> checkpoint -> bundle -> torch-free scoring ---------------------
+
+@pytest.fixture(scope="module")
+def hybrid_ckpt(tiny_checkpoint, tmp_path_factory):
+    pytest.importorskip("torch")
+    from gptquant.lm import hybrid as H
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(H, "W_GRID", (1.0,))  # the GPT block always in, so the bundle's GPT features must match torch's
+    from gptquant.lm import sentiment as S
+
+    root = tmp_path_factory.mktemp("hybrid")
+    labelled(150).to_csv(root / "train.csv", index=False)
+    s = S.train_sentiment(tiny_checkpoint, root / "train.csv", root / "model", "hybrid", valid_frac=0.3, progress=False)
+    mp.undo()
+    assert json.loads((root / "model" / "hybrid.json").read_text())["gpt_weight"] == 1.0
+    return root / "model", s
+
+
+def test_hybrid_trains_exports_and_scores_like_the_checkpoint(hybrid_ckpt, tmp_path, capsys):
+    from gptquant import bundle as B
+    from gptquant.cli import main
+    from gptquant.lm.evaluate import predict_probs
+    from gptquant.lm.export import export_bundle
+    from gptquant.runtime.scorer import Scorer
+
+    model, summary = hybrid_ckpt
+    assert summary["method"] == "hybrid" and summary["validation"]["accuracy"] > 0.6  # chance ~0.33
+    texts = labelled(12, seed=9)["text"].tolist()
+    want, labels = predict_probs(model, texts)  # torch features + the numpy head
+    for precision in ("fp32", "int8"):
+        out = tmp_path / precision
+        loose = {"sent_prob_max_abs": 0.2, "sent_label_agreement": 0.9}  # int8 of a 2x64 model is coarse
+        manifest = export_bundle(model, out, int8=precision == "int8", exporter="torchscript",
+                                 parity_limits=loose if precision == "int8" else None)
+        assert manifest["heads"]["sentiment"]["method"] == "hybrid" and manifest["labels"] == labels
+        assert {"hybrid.json", "hybrid_ngram_coef.npy"} <= set(manifest["files"])  # hashed like the graph
+        assert "sent_prob_max_abs" in manifest["parity"][precision]
+        stored = json.loads((model / "gptquant_sentiment.json").read_text())["parity_texts"]
+        assert len(stored) > 0 and manifest["parity"]["texts"] == 16 + len(stored)  # the head's own validation texts
+        got = Scorer(out).score(texts)
+        probs = got[["sent_neg", "sent_neu", "sent_pos"]].to_numpy()
+        # fp32: onnxruntime's hidden states differ from torch's by float rounding only (measured 6e-5 after
+        # standardisation on this 2x64 model); the numpy head itself equals scikit-learn to 1e-9 (above)
+        np.testing.assert_allclose(probs, want, atol=2e-4 if precision == "fp32" else 0.2)
+        np.testing.assert_allclose(got["sentiment"], probs[:, 2] - probs[:, 0])
+    with pytest.raises(GptquantError, match="int8 bundle refused.*sent_prob_max_abs"):
+        export_bundle(model, tmp_path / "strict", int8=True, exporter="torchscript",
+                      parity_limits={"sent_prob_max_abs": 1e-12})  # the gate reads the hybrid's probabilities
+    assert not (tmp_path / "strict").exists()
+    assert main(["model", "info", str(tmp_path / "fp32")]) == 0
+    assert "hybrid" in capsys.readouterr().out
+    coef = tmp_path / "fp32" / "hybrid_ngram_coef.npy"
+    arr = np.load(coef)
+    arr[0, int(np.argmax(np.abs(arr[0])))] *= -1
+    coef.chmod(0o644)
+    np.save(coef, arr)
+    with pytest.raises(B.BundleError, match="hybrid_ngram_coef.npy: sha256 mismatch"):
+        Scorer(tmp_path / "fp32")
