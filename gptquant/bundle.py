@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 from .atomic import atomic_write_text  # noqa: F401  (re-exported)
+from .codehash import sha256_file  # noqa: F401  (re-exported)
 from .errors import GptquantError
 
 FORMAT = "gptquant-bundle"
@@ -31,14 +32,6 @@ SENTIMENT_OUTPUT = "sent_logprob"  # [batch, n_labels], only when a sentiment he
 
 class BundleError(GptquantError):
     """A bundle is missing, malformed, tampered with or unsafe."""
-
-
-def sha256_file(path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _leftover(name: str) -> bool:
