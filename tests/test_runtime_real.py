@@ -42,6 +42,17 @@ def test_scores_match_torch_and_ignore_padding(tiny_bundle, tiny_checkpoint):
     assert emb.shape[0] == 3 and np.isfinite(emb).all()
 
 
+def test_fp32_features_do_not_depend_on_the_rest_of_the_batch(tiny_bundle):
+    short, longer = [t[:12] for t in demo_texts(5, seed=5)], [t * 6 for t in demo_texts(3, seed=6)]  # 48 tokens
+    scorer = Scorer(tiny_bundle, batch_size=64, batch_tokens=10**6)  # one padded batch holds them all
+    beside = scorer.score(short + longer).iloc[: len(short)].reset_index(drop=True)
+    alone = pd.concat([scorer.score([t]) for t in short], ignore_index=True)
+    cols = [c for c in beside.columns if c not in ("n_tokens", "truncated")]
+    assert (beside["n_tokens"] < 14).all() and (beside[cols].notna().all().all())
+    assert np.abs(beside[cols].to_numpy(float) - alone[cols].to_numpy(float)).max() <= 1e-4
+    np.testing.assert_allclose(scorer.embed(short + longer)[: len(short)], scorer.embed(short), atol=1e-4)
+
+
 def test_load_model_exports_an_int8_bundle_from_a_checkpoint(tiny_checkpoint, tiny_bundle, tmp_path, monkeypatch):
     monkeypatch.setenv("GPTQUANT_CACHE", str(tmp_path))
     scorer = load_model(tiny_checkpoint, batch_size=8)
@@ -53,6 +64,10 @@ def test_load_model_exports_an_int8_bundle_from_a_checkpoint(tiny_checkpoint, ti
     assert (q["n_tokens"] == ref["n_tokens"]).all() and not q["truncated"].any()
     assert np.abs(q["nll_mean"] - ref["nll_mean"]).max() < 0.1  # int8 stays close to fp32
     assert load_model(tiny_checkpoint).bundle_dir == scorer.bundle_dir  # cached, not re-exported
+    short, longer = [t[:12] for t in demo_texts(5, seed=5)], [t * 6 for t in demo_texts(3, seed=6)]
+    beside = scorer.score(short + longer).iloc[: len(short)].reset_index(drop=True)
+    alone = pd.concat([scorer.score([t]) for t in short], ignore_index=True)
+    pd.testing.assert_frame_equal(beside, alone, check_exact=True)  # int8: no tolerance, each text runs alone
 
 
 def test_the_score_verb_exports_a_checkpoint_before_the_runtime_opens_it(tiny_checkpoint, tmp_path, monkeypatch):
