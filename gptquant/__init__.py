@@ -3,8 +3,7 @@
 `import gptquant` stays light: torch, transformers and backtrader load only when a function that
 needs them is called.
 """
-__version__ = "0.1.0"
-
+from .version import __version__  # noqa: E402,F401
 from .errors import GptquantError, MissingExtra  # noqa: E402,F401
 
 _LAZY = {

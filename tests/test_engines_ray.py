@@ -28,9 +28,10 @@ def test_ray_matches_plain_scorer_and_keeps_input_order(tiny_bundle):
 
 
 def test_ray_worker_errors_are_one_clear_error(tiny_bundle):
-    with open_engine("ray", bundle_dir=tiny_bundle, bundle_hash="0" * 16, workers=1) as run:
-        with pytest.raises(GptquantError, match="driver"):
+    with pytest.raises(GptquantError, match="driver") as err:
+        with open_engine("ray", bundle_dir=tiny_bundle, bundle_hash="0" * 16, workers=1) as run:
             list(run([(0, pd.DataFrame({"article_id": [1], "text": ["甲"]}))]))
+    assert str(err.value) == f"{tiny_bundle}: this worker sees bundle {Scorer(tiny_bundle).bundle_hash}, the driver {'0' * 16}"
 
 
 def test_real_news_local_and_ray_give_identical_features(tiny_bundle, tmp_path):
@@ -49,3 +50,14 @@ def test_real_news_local_and_ray_give_identical_features(tiny_bundle, tmp_path):
     assert len(base) == 200 and base["n_tokens"].gt(0).all()
     for key in [("local", 2), ("ray", 2)]:
         pd.testing.assert_frame_equal(outs[key], base, check_exact=False, rtol=1e-5, atol=1e-5)
+
+
+def test_a_worker_with_another_gptquant_version_refuses_naming_both(tiny_bundle, monkeypatch):
+    import gptquant.version
+
+    real = gptquant.version.__version__
+    monkeypatch.setattr(gptquant.version, "__version__", "9.9.9")  # the driver's; workers import the installed one
+    with pytest.raises(GptquantError) as err:
+        score_articles(pd.DataFrame({"article_id": [1], "text": ["甲"]}), tiny_bundle, engine="ray", workers=1)
+    assert str(err.value) == (f"this Ray worker runs gptquant {real}, the driver 9.9.9: "
+                              "install the same gptquant on every node")

@@ -15,6 +15,7 @@ RANKS = {
     "gptquant.config": (0, "core"), "gptquant.parallel": (0, "core"), "gptquant.tables": (0, "core"),
     "gptquant.jsonsafe": (0, "core"), "gptquant.paths": (0, "core"), "gptquant.templates": (0, "core"),
     "gptquant.encoding": (0, "core"), "gptquant.csvrows": (0, "core"), "gptquant.names": (0, "core"),
+    "gptquant.version": (0, "core"),
     # 1: the torch-free runtime (bundle.py and tokenize.py are its contract) and market data
     "gptquant.runtime": (1, "runtime"), "gptquant.bundle": (1, "runtime"), "gptquant.tokenize": (1, "runtime"),
     "gptquant.market": (1, "market"),

@@ -19,3 +19,14 @@ def test_ray_sweep_matches_the_local_run(sweep_project, tmp_path):
     check_sweep_results(on_ray, tmp_path / "ray")
     local = run_sweep(sweep_project / "sweep.toml", tmp_path / "local", workers=1, progress=False)
     pd.testing.assert_frame_equal(on_ray.drop(columns="seconds"), local.drop(columns="seconds"), check_dtype=False)
+
+
+def test_ray_sweep_refuses_workers_of_another_gptquant_version(sweep_project, tmp_path, monkeypatch):
+    import gptquant.version
+    from gptquant.errors import GptquantError
+
+    real = gptquant.version.__version__
+    monkeypatch.setattr(gptquant.version, "__version__", "9.9.9")
+    with pytest.raises(GptquantError, match=f"^this Ray worker runs gptquant {real}, the driver 9.9.9: "):
+        run_sweep(sweep_project / "sweep.toml", tmp_path / "ray", engine="ray", workers=2, progress=False)
+    assert not (tmp_path / "ray" / "sweep_results.parquet").exists()

@@ -24,7 +24,7 @@ from ..errors import GptquantError
 from ..atomic import atomic_write
 from ..jsonsafe import finite_floats
 from ..parallel import pool_map, ray_map
-from ..ray_session import ray_session
+from ..ray_session import one_line, ray_session
 
 SCALARS = (bool, int, float, str)
 
@@ -54,9 +54,10 @@ def task_name(task: int) -> str:
     return f"task-{task:04d}"
 
 
-def run_task(config: dict, base: str, task: int, params: dict, out_dir: str) -> dict:
+def run_task(config: dict, base: str, task: int, params: dict, out_dir: str | None) -> dict:
     """One grid point: the backtest with `params` as overrides. Never raises for the strategy's or the
-    data's errors: they become a failed row. The row is also written to `<out_dir>/task-NNNN.json`."""
+    data's errors: they become a failed row. The row is also written to `<out_dir>/task-NNNN.json`
+    (not when out_dir is None: on Ray only the driver writes)."""
     from .job import run_config
 
     t0 = time.perf_counter()
@@ -67,7 +68,8 @@ def run_task(config: dict, base: str, task: int, params: dict, out_dir: str) -> 
     except Exception as exc:  # one grid point's failure is a result, not the end of the sweep
         row.update(status="failed", error=f"{type(exc).__name__}: {exc}")
     row["seconds"] = round(time.perf_counter() - t0, 3)
-    write_row(Path(out_dir), row)
+    if out_dir is not None:
+        write_row(Path(out_dir), row)
     return row
 
 
@@ -91,12 +93,28 @@ def _local(tasks, workers: int):
     return pool_map(_task, tasks, workers)
 
 
-def _ray(tasks, workers: int, address: str | None):
-    """Ray tasks (1 CPU each), at most `workers` in flight. Joins a running Ray, else the cluster at
-    `address`, else starts a local one for the sweep."""
+def _ray_task(driver_version: str, config: dict, base: str, task: int, params: dict) -> dict:
+    from ..ray_session import check_version
+
+    check_version(driver_version)
+    return run_task(config, base, task, params, None)
+
+
+def _ray(tasks, workers: int, address: str | None, out: Path):
+    """Ray tasks (1 CPU each), at most `workers` in flight, on the cluster ray_session connects to (see
+    gptquant.ray_session). More workers than CPUs just queue on the CPUs there are. The config and the
+    driver's absolute paths travel with each task (every node reads the data at those paths: a shared
+    folder); only the driver writes, so a task lost with its worker is simply run again (max_retries)."""
+    from ..version import __version__
+
     with ray_session(workers, address) as ray:
-        remote = ray.remote(num_cpus=1, max_retries=0)(run_task)
-        yield from ray_map(ray, lambda args: remote.remote(*args), tasks, workers)
+        remote = ray.remote(num_cpus=1, max_retries=2)(_ray_task)
+        for args, row in ray_map(ray, lambda a: remote.remote(__version__, *a[:4]), tasks, workers):
+            if isinstance(row, dict):
+                write_row(out, row)
+            elif isinstance(getattr(row, "cause", None), GptquantError):  # e.g. another gptquant version
+                raise GptquantError(one_line(row.cause)) from None
+            yield args, row
 
 
 # ---- the sweep --------------------------------------------------------------------------------------
@@ -122,7 +140,7 @@ def run_sweep(config_path, out=None, *, engine: str = "local", workers: int | No
         raise GptquantError(f"workers must be positive, got {workers}")
     if address and engine != "ray":
         raise GptquantError("--address applies only to --engine ray")
-    out = Path(out) if out else out_dir(config, path).with_name(out_dir(config, path).name + "_sweep")
+    out = (Path(out) if out else out_dir(config, path).with_name(out_dir(config, path).name + "_sweep")).resolve()
     out.mkdir(parents=True, exist_ok=True)
     for stale in out.glob("task-*.json"):  # rows of an earlier sweep in this folder would mix in
         stale.unlink()
@@ -136,12 +154,12 @@ def run_sweep(config_path, out=None, *, engine: str = "local", workers: int | No
 
         mapped = vector_rows(tasks, check, task_name, write_row)
     else:
-        mapped = _ray(tasks, workers, address) if engine == "ray" else _local(tasks, workers)
+        mapped = _ray(tasks, workers, address, out) if engine == "ray" else _local(tasks, workers)
     with tqdm(total=len(tasks), unit="task", desc="sweep", disable=None if progress else True, file=sys.stderr) as bar:
         for (_, _, i, params, _), row in mapped:
             if isinstance(row, BaseException):  # the worker itself was lost: still a row, never a gap
                 row = {"task": i, "name": task_name(i), "params": params, "status": "failed", "summary": None,
-                       "error": f"{type(row).__name__}: {str(row).strip().splitlines()[-1] if str(row).strip() else ''}",
+                       "error": f"{type(row).__name__}: {one_line(row)}",
                        "seconds": None}
                 write_row(out, row)
             rows[i] = row

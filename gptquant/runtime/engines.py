@@ -7,16 +7,18 @@ the part's key and check the article ids. Ray is imported only inside the Ray en
 """
 from __future__ import annotations
 
+import logging
 import os
 from contextlib import contextmanager
+from pathlib import Path
 
 import pandas as pd
 
 from ..errors import GptquantError
 from ..parallel import bounded
-from ..ray_session import ray_session
 
 ENGINES = ("local", "ray")
+log = logging.getLogger(__name__)
 
 
 def score_part(scorer, part: pd.DataFrame) -> pd.DataFrame:
@@ -86,13 +88,13 @@ def restore_order(article_ids: pd.Series, frames: list[pd.DataFrame]) -> pd.Data
 
 # ---- workers ------------------------------------------------------------------------------------
 
-def _open_scorer(bundle_dir: str, bundle_hash: str, threads, batch_size, batch_tokens=512):
+def _open_scorer(bundle_dir: str, bundle_hash: str, threads, batch_size, batch_tokens=512, label=None):
     """A worker's one session, refusing a bundle that differs from the driver's (e.g. another copy on a node)."""
     from .scorer import Scorer
 
     scorer = Scorer(bundle_dir, threads=threads, batch_size=batch_size, batch_tokens=batch_tokens)
     if scorer.bundle_hash != bundle_hash:
-        raise GptquantError(f"{bundle_dir}: this worker sees bundle {scorer.bundle_hash}, the driver {bundle_hash}")
+        raise GptquantError(f"{label or bundle_dir}: this worker sees bundle {scorer.bundle_hash}, the driver {bundle_hash}")
     return scorer
 
 
@@ -130,11 +132,51 @@ def _pool_engine(spec, workers: int):
         pool.shutdown(cancel_futures=True)
 
 
-class ScorerActor:
-    """A Ray actor holding one session; `score` is score_part on its Scorer."""
+def _pack_bundle(bundle_dir: str) -> bytes:
+    """The bundle's verified files as one .tar.gz, for the object store (nodes need no files of ours)."""
+    import tempfile
 
-    def __init__(self, *spec):
-        self.scorer = _open_scorer(*spec)
+    from .tools import pack
+
+    with tempfile.TemporaryDirectory(prefix="gptquant-pack-") as tmp:
+        return pack(bundle_dir, Path(tmp) / "bundle.tar.gz").read_bytes()
+
+
+def _unpack_bundle(packed: bytes) -> Path:
+    """A worker's own copy of the shipped bundle, in its temp folder (checked file by file on extraction,
+    and by the Scorer's manifest hashes when opened)."""
+    import tempfile
+
+    from .tools import _extract_tar
+
+    stage = Path(tempfile.mkdtemp(prefix="gptquant-bundle-"))
+    archive = stage.with_suffix(".tar.gz")
+    archive.write_bytes(packed)
+    try:
+        _extract_tar(archive, stage)
+    finally:
+        archive.unlink()
+    return stage
+
+
+class ScorerActor:
+    """A Ray actor holding one session on its own unpacked copy of the driver's bundle; `score` is
+    score_part on its Scorer."""
+
+    def __init__(self, packed: bytes, spec, driver_version: str):
+        import shutil
+
+        from ..ray_session import check_version
+
+        check_version(driver_version)
+        local = _unpack_bundle(packed)
+        try:
+            self.scorer = _open_scorer(str(local), *spec[1:], label=spec[0])
+        finally:  # the session and tokenizer are in memory once opened
+            shutil.rmtree(local, ignore_errors=True)
+
+    def ready(self) -> bool:
+        return True
 
     def score(self, item):
         key, part = item
@@ -143,11 +185,41 @@ class ScorerActor:
 
 @contextmanager
 def _ray_engine(spec, workers: int, address: str | None):
-    """One actor per worker (1 CPU each in Ray's accounting). Joins a running Ray (the caller's, or the
-    cluster at `address`); otherwise starts a local one for the duration and shuts it down after."""
+    """One actor per worker (1 CPU each in Ray's accounting), on the cluster ray_session connects to, or a
+    local Ray started for the run. The bundle goes once into the object store; more workers than free CPUs
+    is refused up front (Ray would wait forever); a part whose worker died is retried on a new actor."""
+    from ..version import __version__
+    from ..ray_session import check_room, ray_session, worker_failure
+
     with ray_session(max(workers, os.cpu_count() or 1), address) as ray:
+        check_room(ray, workers)
+        packed = ray.put(_pack_bundle(spec[0]))
         actor = ray.remote(num_cpus=1)(ScorerActor)
-        actors = [actor.remote(*spec) for _ in range(workers)]
+
+        def start():
+            return actor.remote(packed, spec, __version__)
+
+        actors = [start() for _ in range(workers)]
+        try:
+            ray.get([a.ready.remote() for a in actors])  # opening errors (bundle, version) surface here, once
+        except ray.exceptions.RayError as exc:
+            raise worker_failure(ray, exc, "scoring") from None
+        retried = 0
+
+        def retry(item, exc):
+            """The part again on a fresh actor (at most twice); the dead actor's CPU is free again."""
+            nonlocal retried
+            for _ in range(2):
+                retried += 1
+                log.warning("lost a Ray scoring worker (%s); part %s retried on a new one (%d retries so far)",
+                            type(exc).__name__, item[0], retried)
+                fresh = start()
+                actors.append(fresh)
+                try:
+                    return fresh, ray.get(fresh.score.remote(item))
+                except ray.exceptions.RayActorError as again:
+                    exc = again
+            raise worker_failure(ray, exc, "scoring")
 
         def run(parts):
             """Bounded submission: a part is read from `parts` only when an actor is free, so a streamed
@@ -160,15 +232,16 @@ def _ray_engine(spec, workers: int, address: str | None):
                 busy[ref] = a
                 return ref
 
-            for _, ref in bounded(parts, submit, lambda refs: ray.wait(refs, num_returns=1)[0], workers):
-                idle.append(busy.pop(ref))
+            for item, ref in bounded(parts, submit, lambda refs: ray.wait(refs, num_returns=1)[0], workers):
+                a = busy.pop(ref)
                 try:
-                    yield ray.get(ref)
+                    out = ray.get(ref)
+                except ray.exceptions.RayActorError as exc:
+                    a, out = retry(item, exc)
                 except ray.exceptions.RayError as exc:
-                    cause = getattr(exc, "cause", None)
-                    if isinstance(cause, GptquantError):
-                        raise GptquantError(str(cause)) from None
-                    raise GptquantError(f"a Ray scoring worker failed: {cause or exc}") from None
+                    raise worker_failure(ray, exc, "scoring") from None
+                idle.append(a)
+                yield out
 
         try:
             yield run
