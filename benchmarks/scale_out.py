@@ -1,7 +1,8 @@
-"""Scale-out of scoring: articles/s on 1 and 2 workers, local process pool and local Ray, and a cost model.
+"""Scale-out of scoring: articles/s on 1 and 2 workers, local process pool and Ray (a local one, or the
+cluster at --address / RAY_ADDRESS), and a cost model.
 
   python benchmarks/scale_out.py [--news ../shared/data/astock_news/astock_news.csv] [--limit N] [--part-size 128]
-                                 [--threads 1] [--price-per-core-hour 0.10]
+                                 [--threads 1] [--address HOST:PORT] [--price-per-core-hour 0.10]
 
 Scores the whole news file with the fixture model (../shared/models/gpt2-zh-fin-mini, exported int8 into
 the bundle cache on first use) on each engine; every worker gets `--threads` ORT threads so the ratio
@@ -57,6 +58,8 @@ def main() -> int:
     ap.add_argument("--part-size", type=int, default=128)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--threads", type=int, default=1, help="ORT threads per worker (default 1)")
+    ap.add_argument("--address", default=os.environ.get("RAY_ADDRESS"),
+                    help="a running Ray cluster (default RAY_ADDRESS; none: a local 2-CPU Ray started here)")
     ap.add_argument("--price-per-core-hour", type=float, default=0.10, help="for the cost column (any currency)")
     args = ap.parse_args()
     for p in (args.news, args.model):
@@ -82,7 +85,8 @@ def main() -> int:
         import ray
 
         t0 = time.perf_counter()
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+        cluster = {"address": args.address} if args.address else {"num_cpus": 2, "include_dashboard": False}
+        ray.init(**cluster, log_to_driver=False, logging_level="ERROR")
         ray_start = time.perf_counter() - t0
         runs += [("ray", 1), ("ray", 2)]
     except ImportError:
@@ -103,7 +107,7 @@ def main() -> int:
     table = pd.DataFrame(rows).set_index(["engine", "workers"])
     print("\n" + table.to_string(float_format=lambda v: f"{v:.3g}"))
     if ray_start is not None:
-        print(f"Ray local cluster start (one-off): {ray_start:.2f} s")
+        print(f"Ray {'connect to ' + args.address if args.address else 'local cluster start'} (one-off): {ray_start:.2f} s")
 
     print("\nscaling ratio (2 workers / 1 worker, steady articles/s):")
     model = {}

@@ -2,8 +2,8 @@
 only what it started. No core module imports Ray.
 
 Where it connects: a Ray already initialised in this process; else `address` (`--address`, a config's
-`address`); else `RAY_ADDRESS` (what `ray job submit` sets); else a cluster running on this machine
-(`ray start --head`, found as address "auto"); else a local Ray started for the run. When joining a
+`address`); else `RAY_ADDRESS` (what `ray job submit` sets); else the cluster `ray start --head` started on
+this machine (the address it records, as a bare `ray.init()` finds it); else a local Ray started for the run. When joining a
 cluster nothing is asked of the cluster as a whole: each actor or task asks for its own CPU.
 `ray://host:10001` needs `ray[client]` (in the `ray` extra).
 """
@@ -46,11 +46,14 @@ def ray_session(num_cpus: int, address: str | None = None, what: str = "--engine
 def _connect(ray, num_cpus: int, address: str | None) -> None:
     quiet = dict(log_to_driver=False, logging_level="ERROR")
     if address is None:
-        try:  # a cluster started on this machine with `ray start --head`
-            ray.init(address="auto", **quiet)
+        running = _started_cluster(ray)
+        if running:  # ray.init() without an address joins it itself (and picks up its token auth as Ray does)
+            try:
+                ray.init(**quiet)
+            except Exception as exc:
+                raise GptquantError(f"cannot reach the Ray cluster started on this machine at {running} (the address "
+                                    f"`ray start` left): {type(exc).__name__}: {one_line(exc)}") from None
             return
-        except ConnectionError:
-            pass
         try:
             ray.init(num_cpus=num_cpus, include_dashboard=False, **quiet)
         except Exception as exc:  # Ray's own reason, whatever it raises
@@ -62,6 +65,15 @@ def _connect(ray, num_cpus: int, address: str | None) -> None:
         hint = " (ray:// needs pip install 'ray[client]')" if address.startswith("ray://") else ""
         raise GptquantError(f"cannot reach the Ray cluster at {address}: {type(exc).__name__}: {one_line(exc)}{hint}") \
             from None
+
+
+def _started_cluster(ray) -> str | None:
+    """The address the last `ray start --head` on this machine recorded, if any. (Not Ray's address "auto":
+    that also joins any Ray it finds running, e.g. another program's private one.)"""
+    try:
+        return ray._private.utils.read_ray_address()
+    except Exception:  # a Ray without this helper: behave as if no cluster was started
+        return None
 
 
 def check_room(ray, workers: int, wait_s: float = 10.0) -> None:
