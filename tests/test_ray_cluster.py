@@ -144,6 +144,23 @@ def test_score_through_ray_address_with_a_relative_bundle(cluster, via_env, synt
     assert _files(via_env) == {"model", *(f"model/{p}" for p in _files(synth_bundle))}
 
 
+def test_score_cli_through_ray_address_with_relative_paths(cluster, via_env, synth_bundle):
+    from gptquant.cli import main
+
+    shutil.copytree(synth_bundle, via_env / "model")
+    news = _articles(40, seed=2).rename(columns={"article_id": "id"}).assign(datetime="2021-03-01 09:00", codes="600519")
+    news.to_csv("news.csv", index=False)
+    before = _files(cluster[1])
+    for engine, out in (("local", "local/f.parquet"), ("ray", "out/f.parquet")):
+        Path(out).parent.mkdir()
+        assert main(["score", "--model", "model", "--news", "news.csv", "--out", out, "--engine", engine,
+                     "--workers", "2" if engine == "ray" else "1", "--part-size", "9"]) == 0
+    pd.testing.assert_frame_equal(pd.read_parquet("out/f.parquet"), pd.read_parquet("local/f.parquet"))
+    assert _files(cluster[1]) == before
+    stray = [f for f in _files(via_env) if f != "news.csv" and f.split("/")[0] not in ("model", "local", "out")]
+    assert not stray
+
+
 def test_sweep_through_ray_address_with_a_relative_out(cluster, via_env, sweep_project):
     from gptquant.backtest.sweep import run_sweep
 
