@@ -1,7 +1,8 @@
 """Classification quality for sentiment heads: accuracy, macro-F1, per-class precision/recall, confusion
-matrix, expected calibration error, temperature scaling, AUROC.
+matrix and AUROC from scikit-learn (the train extra), with this project's checks and clear errors around
+them; expected calibration error and temperature scaling, which scikit-learn lacks, here.
 
-numpy + scipy only (no torch), so evaluation of an exported bundle needs no training stack.
+No torch, so evaluating an exported bundle needs no deep-learning stack.
 """
 from __future__ import annotations
 
@@ -24,31 +25,31 @@ def _check(y_true, y_pred, n_classes: int):
 
 def confusion(y_true, y_pred, n_classes: int) -> np.ndarray:
     """[true, predicted] counts."""
+    from sklearn.metrics import confusion_matrix
+
     y_true, y_pred = _check(y_true, y_pred, n_classes)
-    m = np.zeros((n_classes, n_classes), dtype=np.int64)
-    np.add.at(m, (y_true, y_pred), 1)
-    return m
+    return confusion_matrix(y_true, y_pred, labels=np.arange(n_classes)).astype(np.int64)
 
 
 def classification_report(y_true, probs, labels: list[str]) -> dict:
-    """Every figure `eval` prints, from true label ids and predicted class probabilities [n, k]."""
+    """Every figure `eval` prints, from true label ids and predicted class probabilities [n, k]. A class
+    never predicted (or never present) scores 0, not NaN."""
+    from sklearn.metrics import precision_recall_fscore_support
+
     probs = np.asarray(probs, dtype=np.float64)
     k = len(labels)
     if probs.ndim != 2 or probs.shape[1] != k:
         raise GptquantError(f"expected probabilities of shape [n, {k}], got {probs.shape}")
     y_pred = probs.argmax(1)
     m = confusion(y_true, y_pred, k)
-    tp = np.diag(m).astype(np.float64)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        precision = np.where(m.sum(0) > 0, tp / m.sum(0), 0.0)
-        recall = np.where(m.sum(1) > 0, tp / m.sum(1), 0.0)
-        f1 = np.where(precision + recall > 0, 2 * precision * recall / (precision + recall), 0.0)
+    precision, recall, f1, support = precision_recall_fscore_support(
+        np.asarray(y_true, dtype=np.int64), y_pred, labels=np.arange(k), zero_division=0.0)
     return {
         "n": int(m.sum()),
-        "accuracy": float(tp.sum() / m.sum()),
+        "accuracy": float(np.trace(m) / m.sum()),
         "macro_f1": float(f1.mean()),
-        "per_class": {lab: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
-                      for lab, p, r, f, s in zip(labels, precision, recall, f1, m.sum(1))},
+        "per_class": {lab: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(n)}
+                      for lab, p, r, f, n in zip(labels, precision, recall, f1, support)},
         "confusion": m.tolist(),
         "ece": ece(y_true, probs),
     }
@@ -94,17 +95,15 @@ def fit_temperature(logits, y_true) -> float:
 def auroc(y_true, score) -> float:
     """Area under the ROC curve (probability a positive outranks a negative; ties count half). NaN scores
     are an error: the caller must say which rows lack a score rather than drop them here."""
-    from scipy.stats import rankdata
+    from sklearn.metrics import roc_auc_score
 
     y = np.asarray(y_true).astype(bool)
     s = np.asarray(score, dtype=np.float64)
     if np.isnan(s).any():
         raise GptquantError(f"{int(np.isnan(s).sum())} scores are NaN")
-    n_pos, n_neg = int(y.sum()), int((~y).sum())
-    if n_pos == 0 or n_neg == 0:
+    if y.all() or not y.any():
         raise GptquantError("AUROC needs both classes")
-    r = rankdata(s)
-    return float((r[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+    return float(roc_auc_score(y, s))
 
 
 def format_table(rows: dict[str, dict], labels: list[str] | None = None) -> str:
