@@ -95,12 +95,8 @@ def int8_parity(det, human, machine, y, model, args) -> dict:
     from sklearn.model_selection import train_test_split
 
     from gptquant.lm.checkpoint import load_checkpoint
-    from gptquant.lm.export import (
-        _ai_score,
-        feature_graph,
-        onnx_features,
-        torch_features,
-    )
+    from gptquant.lm.export import feature_graph
+    from gptquant.lm.parity import _ai_score, onnx_features, torch_features
 
     texts = human + machine
     _, test = train_test_split(np.arange(len(y)), test_size=0.2, random_state=args.seed, stratify=y)

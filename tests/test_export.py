@@ -13,7 +13,8 @@ import onnxruntime as ort  # noqa: E402
 from gptquant import bundle as B  # noqa: E402
 from gptquant.errors import GptquantError  # noqa: E402
 from gptquant.lm.checkpoint import load_checkpoint  # noqa: E402
-from gptquant.lm.export import export_bundle, feature_graph, onnx_features, parity, torch_features  # noqa: E402
+from gptquant.lm.export import export_bundle, feature_graph  # noqa: E402
+from gptquant.lm.parity import onnx_features, parity, torch_features  # noqa: E402
 
 
 def _run(bundle, texts):
