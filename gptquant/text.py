@@ -6,6 +6,7 @@ ASCII letters/digits that tokenizers split differently, and collapse whitespace.
 """
 from __future__ import annotations
 
+import functools
 import html
 import re
 from datetime import date
@@ -55,6 +56,12 @@ def normalize_code(code) -> str:
         code = f"{code:06d}"
     if not isinstance(code, str):
         raise ValueError(f"instrument code must be a string, got {code!r}")
+    return _normalize_str(str(code))
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _normalize_str(code: str) -> str:
+    """The parse behind normalize_code, cached: strategies look codes up hundreds of thousands of times a run."""
     m = _CODE.match(code.translate(_FULLWIDTH_CODE))  # ６００５１９．ＳＨ is 600519.SH; other scripts' digits are not
     if not m:
         raise ValueError(f"not an A-share instrument code: {code!r}")
