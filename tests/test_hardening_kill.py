@@ -1,4 +1,4 @@
-"""kill -9 of a running nightly at any stage: no worker outlives it, the lock is free, and the rerun finishes
+"""kill -9 (or SIGTERM, Ctrl-C) of a running nightly at any stage: no worker outlives it, the lock is free, and the rerun finishes
 with the same results as an uninterrupted run, keeping the texts it had already scored."""
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ DRIVER = textwrap.dedent('''
     from gptquant.jobs.nightly import run_nightly
 
     config, kill_at, log = sys.argv[1], sys.argv[2], sys.argv[3]
+    SIG = getattr(signal, sys.argv[4]) if len(sys.argv) > 4 else signal.SIGKILL
     GOOD, BAD = ("增长", "中标", "回购", "上调", "分红"), ("亏损", "立案", "减持", "下调", "诉讼")
 
     class Lexicon:
@@ -32,7 +33,7 @@ DRIVER = textwrap.dedent('''
         def score(self, texts):
             texts = list(texts)
             if kill_at == "score" and self.texts and texts:
-                os.kill(os.getpid(), signal.SIGKILL)
+                os.kill(os.getpid(), SIG)
             self.texts += texts
             with open(log, "w") as fh:
                 json.dump(len(self.texts), fh)
@@ -45,7 +46,7 @@ DRIVER = textwrap.dedent('''
     def killer(name, fn):
         def stage(run):
             if name == kill_at != "score":  # "score" dies inside the scorer instead
-                os.kill(os.getpid(), signal.SIGKILL)
+                os.kill(os.getpid(), SIG)
             return fn(run)
         return stage
 
@@ -97,9 +98,9 @@ dir = "runs"
     return path
 
 
-def night(world: Path, config: Path, kill_at: str = "none") -> subprocess.CompletedProcess:
+def night(world: Path, config: Path, kill_at: str = "none", sig: str = "SIGKILL") -> subprocess.CompletedProcess:
     log = config.parent / f"scored-{kill_at}.json"
-    return subprocess.run([sys.executable, str(world / "driver.py"), str(config), kill_at, str(log)],
+    return subprocess.run([sys.executable, str(world / "driver.py"), str(config), kill_at, str(log), sig],
                           capture_output=True, text=True, timeout=300, cwd=config.parent)
 
 
@@ -128,12 +129,16 @@ def scored(folder: Path, kill_at: str) -> int:
     return json.loads(log.read_text()) if log.exists() else 0
 
 
+KILLS = [(stage, "SIGKILL") for stage in ("score", "panel", "analysis", "backtests", "report", "record")] + [
+    (stage, sig) for stage in ("score", "backtests") for sig in ("SIGTERM", "SIGINT")]
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("stage", ["score", "panel", "analysis", "backtests", "report", "record"])
-def test_a_night_killed_at_any_stage_reruns_to_the_uninterrupted_result(world, reference, tmp_path, stage):
+@pytest.mark.parametrize("stage,sig", KILLS)
+def test_a_night_killed_at_any_stage_reruns_to_the_uninterrupted_result(world, reference, tmp_path, stage, sig):
     config = config_in(tmp_path, world)
-    killed = night(world, config, stage)
-    assert killed.returncode == -9, killed.stdout + killed.stderr
+    killed = night(world, config, stage, sig)
+    assert killed.returncode != 0 and '"status": "ok"' not in killed.stdout, killed.stdout + killed.stderr
     deadline = time.time() + 10
     while survivors(world) and time.time() < deadline:  # workers get SIGKILL from the kernel with their parent
         time.sleep(0.2)
