@@ -346,6 +346,62 @@ def labelled(n=150, seed=0, names=None) -> pd.DataFrame:
                          "label": [names[k] for k in y]})
 
 
+# ---- a nightly on a tiny generated world ------------------------------------------------------------
+
+FAILING = '''
+def initialize(context):
+    raise RuntimeError("this strategy always fails")
+'''
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """The demo world's generator at a tiny size (12 names x 60 sessions), with a planted signal."""
+    from gptquant.demo_world import make_world
+
+    root = tmp_path_factory.mktemp("world")
+    make_world(root / "world", n_instruments=12, n_sessions=60, corpus_docs=10, signal=0.02, seed=3)
+    return root
+
+
+def write_config(folder: Path, world: Path, news: str = "world/news.csv", failing: bool = False, extra: str = "",
+                 top: str = "") -> Path:
+    """A nightly config on the tiny world: one top-K backtest (+ a failing one), `top` keys before the tables,
+    `extra` tables after them."""
+    folder.mkdir(parents=True, exist_ok=True)
+    topk = (REPO / "strategies" / "sentiment_topk.py").as_posix()
+    text = f'''
+title = "tiny world <nightly>"
+root = "{world.as_posix()}"
+{top}
+[news]
+sources = ["{news}"]
+[prices]
+bars = "world/prices.csv"
+benchmark_data = "world/benchmark.csv"
+[model]
+bundle = "no-bundle-needed"
+cache = "scores.sqlite"
+[analysis]
+horizons = [1, 5]
+[[backtest]]
+name = "topk"
+module = "{topk}"
+params = {{ top_k = 3, rebalance_every = 1 }}
+[compare]
+sharpe = 0.0
+rank_ic = 1.0
+[output]
+dir = "runs"
+{extra}'''
+    if failing:
+        (folder / "failing.py").write_text(FAILING, encoding="utf-8")
+        text += '\n[[backtest]]\nname = "broken"\nmodule = "failing.py"\n'
+    path = folder / "tiny.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
 # ---- a run that allows no skips (the torch-free CI run must exercise every test it selects) -------
 
 @pytest.hookimpl(hookwrapper=True)

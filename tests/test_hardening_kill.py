@@ -12,7 +12,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from conftest import REPO, write_config
+
 
 # Runs one nightly in its own process; SIGKILLs itself at the start of stage `kill_at` (or, for "score",
 # inside the scorer's second call, after the first part went into the cache). Lexicon features: no model needed.
@@ -58,55 +59,32 @@ DRIVER = textwrap.dedent('''
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    from gptquant.demo_world import make_world
-
-    root = tmp_path_factory.mktemp("world")
-    make_world(root / "world", n_instruments=12, n_sessions=60, corpus_docs=10, signal=0.02, seed=3)
-    (root / "driver.py").write_text(DRIVER, encoding="utf-8")
-    return root
+def driver(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("driver") / "driver.py"
+    path.write_text(DRIVER, encoding="utf-8")
+    return path
 
 
 def config_in(folder: Path, world: Path) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
+    """The tiny world's nightly with a second backtest and two forked workers (so there are workers to orphan)."""
     topk = (REPO / "strategies" / "sentiment_topk.py").as_posix()
-    path = folder / "night.toml"
-    path.write_text(f'''
-root = "{world.as_posix()}"
-workers = 2
-[news]
-sources = ["world/news.csv"]
-[prices]
-bars = "world/prices.csv"
-benchmark_data = "world/benchmark.csv"
-[model]
-bundle = "no-bundle-needed"
-cache = "scores.sqlite"
-[analysis]
-horizons = [1, 5]
-[[backtest]]
-name = "topk"
-module = "{topk}"
-params = {{ top_k = 3, rebalance_every = 1 }}
+    return write_config(folder, world, top="workers = 2", extra=f'''
 [[backtest]]
 name = "topk_weekly"
 module = "{topk}"
 params = {{ top_k = 3, rebalance_every = 5 }}
-[output]
-dir = "runs"
-''', encoding="utf-8")
-    return path
+''')
 
 
-def night(world: Path, config: Path, kill_at: str = "none", sig: str = "SIGKILL") -> subprocess.CompletedProcess:
+def night(driver: Path, config: Path, kill_at: str = "none", sig: str = "SIGKILL") -> subprocess.CompletedProcess:
     log = config.parent / f"scored-{kill_at}.json"
-    return subprocess.run([sys.executable, str(world / "driver.py"), str(config), kill_at, str(log), sig],
+    return subprocess.run([sys.executable, str(driver), str(config), kill_at, str(log), sig],
                           capture_output=True, text=True, timeout=300, cwd=config.parent)
 
 
-def survivors(world: Path) -> list[str]:
+def survivors(driver: Path) -> list[str]:
     """Processes still running the driver (forked backtest workers carry the parent's command line)."""
-    out = subprocess.run(["pgrep", "-f", str(world / "driver.py")], capture_output=True, text=True).stdout
+    out = subprocess.run(["pgrep", "-f", str(driver)], capture_output=True, text=True).stdout
     return out.split()
 
 
@@ -116,8 +94,8 @@ def outputs(run_dir: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def reference(world):
-    done = night(world, config_in(world / "reference", world))
+def reference(world, driver):
+    done = night(driver, config_in(world / "reference", world))
     assert done.returncode == 0, done.stderr
     return outputs(Path(json.loads(done.stdout.strip().splitlines()[-1])["run_dir"])) | {
         "scored": scored(world / "reference", "none")}
@@ -135,16 +113,16 @@ KILLS = [(stage, "SIGKILL") for stage in ("score", "panel", "analysis", "backtes
 
 @pytest.mark.slow
 @pytest.mark.parametrize("stage,sig", KILLS)
-def test_a_night_killed_at_any_stage_reruns_to_the_uninterrupted_result(world, reference, tmp_path, stage, sig):
+def test_a_night_killed_at_any_stage_reruns_to_the_uninterrupted_result(world, driver, reference, tmp_path, stage, sig):
     config = config_in(tmp_path, world)
-    killed = night(world, config, stage, sig)
+    killed = night(driver, config, stage, sig)
     assert killed.returncode != 0 and '"status": "ok"' not in killed.stdout, killed.stdout + killed.stderr
     deadline = time.time() + 10
-    while survivors(world) and time.time() < deadline:  # workers get SIGKILL from the kernel with their parent
+    while survivors(driver) and time.time() < deadline:  # workers get SIGKILL from the kernel with their parent
         time.sleep(0.2)
-    assert not survivors(world), "a worker outlived the killed nightly"
+    assert not survivors(driver), "a worker outlived the killed nightly"
     scored_before = scored(tmp_path, stage)
-    rerun = night(world, config)  # the lock died with its holder: no stale-lock error
+    rerun = night(driver, config)  # the lock died with its holder: no stale-lock error
     assert rerun.returncode == 0, rerun.stderr
     result = json.loads(rerun.stdout.strip().splitlines()[-1])
     assert result["status"] == "ok"

@@ -12,9 +12,9 @@ import pytest
 from gptquant.errors import GptquantError
 from gptquant.features.cache import text_key
 from gptquant.history import History, compare
+from conftest import REPO, write_config
 from gptquant.jobs.nightly import load_config, run_lock, run_nightly
 
-REPO = Path(__file__).resolve().parents[1]
 POSITIVE = ("增长", "中标", "回购", "供货协议", "上调", "获得监管部门批准", "计划增持", "分红")
 NEGATIVE = ("亏损", "立案", "计划减持", "下调", "召回", "诉讼", "终止", "预警")
 
@@ -36,55 +36,6 @@ class LexiconScorer:
         total = np.maximum(pos + neg, 1)
         return pd.DataFrame({"n_tokens": [len(t) for t in texts], "nll_mean": [3.0 + len(t) % 7 / 10 for t in texts],
                              "sent_pos": pos / total, "sent_neg": neg / total, "sentiment": (pos - neg) / total})
-
-
-FAILING = '''
-def initialize(context):
-    raise RuntimeError("this strategy always fails")
-'''
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    from gptquant.demo_world import make_world
-
-    root = tmp_path_factory.mktemp("world")
-    make_world(root / "world", n_instruments=12, n_sessions=60, corpus_docs=10, signal=0.02, seed=3)
-    return root
-
-
-def write_config(folder: Path, world: Path, news: str = "world/news.csv", failing: bool = False, extra: str = "") -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    topk = (REPO / "strategies" / "sentiment_topk.py").as_posix()
-    text = f'''
-title = "tiny world <nightly>"
-root = "{world.as_posix()}"
-[news]
-sources = ["{news}"]
-[prices]
-bars = "world/prices.csv"
-benchmark_data = "world/benchmark.csv"
-[model]
-bundle = "no-bundle-needed"
-cache = "scores.sqlite"
-[analysis]
-horizons = [1, 5]
-[[backtest]]
-name = "topk"
-module = "{topk}"
-params = {{ top_k = 3, rebalance_every = 1 }}
-[compare]
-sharpe = 0.0
-rank_ic = 1.0
-[output]
-dir = "runs"
-{extra}'''
-    if failing:
-        (folder / "failing.py").write_text(FAILING, encoding="utf-8")
-        text += '\n[[backtest]]\nname = "broken"\nmodule = "failing.py"\n'
-    path = folder / "tiny.toml"
-    path.write_text(text, encoding="utf-8")
-    return path
 
 
 def test_whole_nightly_writes_every_output_and_shows_the_planted_signal(world, tmp_path):
