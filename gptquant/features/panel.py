@@ -29,6 +29,7 @@ import pandas as pd
 
 from ..errors import GptquantError
 from ..market.calendar import DEFAULT_CUTOFF, _all_sessions, align_to_sessions
+from ..runtime.dates import parse_datetimes
 from ..text import split_codes
 
 log = logging.getLogger(__name__)
@@ -52,27 +53,6 @@ def _codes(value) -> list[str]:
     if isinstance(value, list) and all(isinstance(v, str) and _CANONICAL.fullmatch(v) for v in value):
         return list(dict.fromkeys(value))
     return list(dict.fromkeys(split_codes(value)))
-
-
-def _local_times(values: pd.Series) -> np.ndarray:
-    """Naive Asia/Shanghai datetime64 values; unparseable ones become NaT (and are rejected by the caller)."""
-    def local(ts):
-        ts = pd.Timestamp(ts)
-        return ts.tz_convert("Asia/Shanghai").tz_localize(None) if ts.tzinfo is not None else ts
-
-    try:
-        t = pd.to_datetime(values, errors="coerce", format=None if pd.api.types.is_datetime64_any_dtype(values) else "mixed")
-        if t.dt.tz is not None:
-            t = t.dt.tz_convert("Asia/Shanghai").dt.tz_localize(None)
-        return t.to_numpy(dtype="datetime64[ns]")
-    except (ValueError, TypeError):  # e.g. strings with different UTC offsets: parse one by one
-        out = []
-        for v in values.tolist():
-            try:
-                out.append(local(v))
-            except (ValueError, TypeError, OverflowError):
-                out.append(pd.NaT)
-        return pd.DatetimeIndex(out).as_unit("ns").to_numpy()
 
 
 def _join_keys(features: pd.DataFrame, news: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
@@ -118,7 +98,8 @@ def align_articles(features: pd.DataFrame, news: pd.DataFrame, cutoff: str = DEF
 
     keep = list(dict.fromkeys(columns + (["ai_score"] if "ai_score" in features.columns and (ai_score_max is not None or ai_weight is not None) else [])))
     feats = features[keep].set_axis(pd.Index(fkey.to_numpy(), name="article_id"), axis=0)
-    arts = pd.DataFrame({"article_id": nkey.to_numpy(), "datetime": _local_times(news["datetime"])})
+    times, why = parse_datetimes(news["datetime"], required=False)  # the news reader's rules, vectorised
+    arts = pd.DataFrame({"article_id": nkey.to_numpy(), "datetime": times.to_numpy()})
     arts["session"] = align_to_sessions(arts["datetime"], cutoff, extra_holidays)
     arts["instruments"] = [_codes(v) for v in news["instruments"].tolist()]
 
@@ -126,7 +107,8 @@ def align_articles(features: pd.DataFrame, news: pd.DataFrame, cutoff: str = DEF
     reason = pd.Series("", index=arts.index, dtype=object)
     has_feat = arts["article_id"].isin(feats.index)
     reason[~has_feat] = "no features for this article_id"
-    reason[(reason == "") & arts["datetime"].isna()] = "missing or unparseable datetime"
+    no_time = (reason == "") & arts["datetime"].isna()
+    reason[no_time] = [why[i] or "missing or unparseable datetime" for i in np.flatnonzero(no_time.to_numpy())]
     reason[(reason == "") & (arts["datetime"] < first)] = f"before the XSHG calendar's first session {first.date()}"
     reason[(reason == "") & arts["session"].isna()] = "after the XSHG calendar's last session"
     if end is not None:

@@ -1,8 +1,13 @@
-"""News timestamps: one parse per value, a reason for each value we will not guess at.
+"""News timestamps, parsed in one place for every reader (news, labels via the news reader, the panel), with a
+reason for each value we will not guess at.
 
 Why a module of its own: `pd.Timestamp("03/04/2024")` silently reads month first, so a day-first file
 lands every article a month off. Dates written d/d/yyyy are refused as ambiguous unless the order is
 configured (date_order="dmy" or "mdy") or the values themselves settle it (31/03/2024).
+
+Speed: values in the common form YYYY-MM-DD[ HH:MM[:SS[.f]]] are parsed in one vectorised call; only the
+others (and common-looking ones that do not parse, e.g. 2024-02-30) go through the per-value rules,
+which give each bad value its reason, so the caller can name the row.
 """
 from __future__ import annotations
 
@@ -20,14 +25,57 @@ _FULLWIDTH = {c: c - 0xFEE0 for c in range(0xFF01, 0xFF5F)} | {0x3000: 0x20}
 MAX_LEN = 64
 
 
-def parse_datetimes(values: list, required: bool, date_order: str | None = None) -> tuple[pd.DatetimeIndex, list[str]]:
-    """Naive Asia/Shanghai times (aware ones converted) and a reason per unusable value ('' if fine)."""
-    out, reasons = [], []
-    for v in values:
-        ts, reason = _one(v, required, date_order)
-        out.append(ts)
-        reasons.append(reason)
-    return pd.DatetimeIndex(out, dtype="datetime64[ns]"), reasons
+_COMMON = r"\d{4}-\d{2}-\d{2}(?:[ T]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?)?"
+YEARS = (1900, 2200)
+
+
+def parse_datetimes(values, required: bool, date_order: str | None = None) -> tuple[pd.DatetimeIndex, list[str]]:
+    """Naive Asia/Shanghai times (aware ones converted) and a reason per unusable value ('' if fine).
+
+    values: a list, array or Series (strings, timestamps, anything: what is not a date gets a reason)."""
+    col = values if isinstance(values, pd.Series) else pd.Series(values, dtype=None if len(values) else object)
+    if pd.api.types.is_datetime64_any_dtype(col):
+        return _parse_datetime64(col, required)
+    obj = col.to_numpy(dtype=object)
+    out = np.full(len(obj), np.datetime64("NaT"), dtype="datetime64[ns]")
+    reasons = [""] * len(obj)
+    common = np.flatnonzero(_common_form(col)) if len(obj) else np.array([], dtype=int)
+    if len(common):
+        parsed = pd.DatetimeIndex(pd.to_datetime(pd.Series(obj[common], dtype=object), format="ISO8601", errors="coerce"))
+        good = np.asarray(parsed.notna() & (parsed.year >= YEARS[0]) & (parsed.year <= YEARS[1]))
+        out[common[good]] = parsed[good].as_unit("ns").to_numpy()
+        slow = np.ones(len(obj), dtype=bool)
+        slow[common[good]] = False
+        slow = np.flatnonzero(slow)
+    else:
+        slow = range(len(obj))
+    for i in slow:  # everything not in the common form: per value, with its reason
+        ts, reasons[i] = _one(obj[i], required, date_order)
+        out[i] = np.datetime64("NaT") if ts is pd.NaT else ts.as_unit("ns").to_datetime64()
+    return pd.DatetimeIndex(out), reasons
+
+
+def _common_form(col: pd.Series) -> np.ndarray:
+    """Mask of the values in the common form; on an all-text column the match runs in Arrow (~10x the object path)."""
+    if col.dtype == object and pd.api.types.infer_dtype(col, skipna=True) == "string":
+        col = col.astype("str")
+    text = col if pd.api.types.is_string_dtype(col) and col.dtype != object else col.astype(object)
+    return text.str.fullmatch(_COMMON).fillna(False).to_numpy(dtype=bool)
+
+
+def _parse_datetime64(col: pd.Series, required: bool) -> tuple[pd.DatetimeIndex, list[str]]:
+    """A column that is already datetime64 (Parquet, DataFrames): converted, checked for NaT and the years."""
+    idx = pd.DatetimeIndex(col)
+    if idx.tz is not None:
+        idx = idx.tz_convert("Asia/Shanghai").tz_localize(None)
+    idx = idx.as_unit("ns")
+    reasons = [""] * len(idx)
+    missing = np.asarray(idx.isna())
+    outside = ~missing & np.asarray((idx.year < YEARS[0]) | (idx.year > YEARS[1]))
+    for i in np.flatnonzero(missing | outside):
+        reasons[i] = ("missing datetime" if required else "") if missing[i] else \
+            f"datetime {str(col.iloc[i])[:40]!r} is outside the years {YEARS[0]}-{YEARS[1]}"
+    return idx.where(~outside), reasons
 
 
 def _one(v, required: bool, date_order):
@@ -55,8 +103,8 @@ def _one(v, required: bool, date_order):
         return pd.NaT, f"unparseable datetime {str(v)[:40]!r} (accepted: {ACCEPTED})"
     if ts.tzinfo is not None:
         ts = ts.tz_convert("Asia/Shanghai").tz_localize(None)
-    if not 1900 <= ts.year <= 2200:  # e.g. a code '600519' read as the year 600: refuse, never overflow
-        return pd.NaT, f"datetime {str(v)[:40]!r} is outside the years 1900-2200"
+    if not YEARS[0] <= ts.year <= YEARS[1]:  # e.g. a code '600519' read as the year 600: refuse, never overflow
+        return pd.NaT, f"datetime {str(v)[:40]!r} is outside the years {YEARS[0]}-{YEARS[1]}"
     return ts, ""
 
 

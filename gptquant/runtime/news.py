@@ -63,11 +63,11 @@ def read_news(source, *, text_column: str | None = None, require_meta: bool = Tr
             reasons[i].append("missing text")
         elif not isinstance(t, str):
             reasons[i].append(f"text is not a string ({type(t).__name__})")
-        elif not normalize_text(t):
+        elif _empty(t):
             reasons[i].append("empty text")
 
     if dt_col is not None:
-        times, dt_reasons = _parse_datetimes(df[dt_col].tolist(), required=require_meta, date_order=date_order)
+        times, dt_reasons = _parse_datetimes(df[dt_col], required=require_meta, date_order=date_order)
         for i, r in enumerate(dt_reasons):
             if r:
                 reasons[i].append(r)
@@ -77,12 +77,20 @@ def read_news(source, *, text_column: str | None = None, require_meta: bool = Tr
     instruments: list[list[str]] = [[] for _ in range(len(df))]
     if code_col is not None:
         exchange = df["exchange"].tolist() if "exchange" in df.columns else None
+        parsed: dict = {}  # a market has a few thousand codes: each distinct text is parsed once
         for i, value in enumerate(df[code_col].tolist()):
-            try:
-                codes = _parse_codes(value, exchange[i] if exchange else None)
-            except ValueError as exc:
-                reasons[i].append(f"bad instrument code in '{code_col}': {exc}")
-                continue
+            ex = exchange[i] if exchange else None
+            key = (value, ex) if isinstance(value, str) and (ex is None or isinstance(ex, str)) else None
+            if key in parsed:
+                codes = list(parsed[key])  # each row owns its list
+            else:
+                try:
+                    codes = _parse_codes(value, ex)
+                except ValueError as exc:
+                    reasons[i].append(f"bad instrument code in '{code_col}': {exc}")
+                    continue
+                if key is not None:
+                    parsed[key], codes = codes, list(codes)
             if not codes and require_meta:
                 reasons[i].append(f"no instrument code in '{code_col}'")
             instruments[i] = codes
@@ -313,6 +321,13 @@ def _parse_codes(value, exchange=None) -> list[str]:
     if isinstance(value, (list, tuple)):
         value = [f"{v:06d}" if isinstance(v, (int, np.integer)) and not isinstance(v, bool) else v for v in value]
     return list(dict.fromkeys(split_codes(value)))
+
+
+def _empty(text: str) -> bool:
+    """normalize_text(text) == '', without normalising: only markup can hide behind visible characters."""
+    if "<" in text or "&" in text:
+        return not normalize_text(text)
+    return not text or text.isspace()
 
 
 def _missing(v) -> bool:
