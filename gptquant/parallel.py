@@ -82,14 +82,33 @@ def map_on(pool, fn, items, in_flight: int):
         yield item, (f.exception() or f.result())
 
 
-def ray_map(ray, submit, items, in_flight: int):
+def ray_map(ray, submit, items, in_flight: int, *, retries: int = 0, on_retry=None):
     """(item, result or exception) for every item on Ray, `submit(item) -> ObjectRef`, at most `in_flight`
-    in flight; a task or worker failure (ray.exceptions.RayError) is the item's value."""
-    for item, ref in bounded(items, submit, lambda refs: ray.wait(refs, num_returns=1)[0], in_flight):
-        try:
-            yield item, ray.get(ref)
-        except ray.exceptions.RayError as exc:
-            yield item, exc
+    in flight; a task or worker failure (ray.exceptions.RayError) is the item's value. An item whose worker
+    or node was lost is submitted again, up to `retries` times, calling `on_retry(item, exc, count so far)`;
+    the others keep running meanwhile."""
+    lost = (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError, ray.exceptions.ObjectLostError)
+    todo, pending, count = iter(items), {}, 0
+    while True:
+        while len(pending) < in_flight and (item := next(todo, _END)) is not _END:
+            pending[submit(item)] = (item, 0)
+        if not pending:
+            return
+        for ref in ray.wait(list(pending), num_returns=1)[0]:
+            item, tries = pending.pop(ref)
+            try:
+                value = ray.get(ref)
+            except lost as exc:
+                if tries < retries:
+                    count += 1
+                    if on_retry is not None:
+                        on_retry(item, exc, count)
+                    pending[submit(item)] = (item, tries + 1)
+                    continue
+                value = exc
+            except ray.exceptions.RayError as exc:
+                value = exc
+            yield item, value
 
 
 # ---- forked named jobs ------------------------------------------------------------------------------

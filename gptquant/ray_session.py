@@ -5,7 +5,8 @@ Where it connects: a Ray already initialised in this process; else `address` (`-
 `address`); else `RAY_ADDRESS` (what `ray job submit` sets); else the cluster `ray start --head` started on
 this machine (the address it records, as a bare `ray.init()` finds it); else a local Ray started for the run. When joining a
 cluster nothing is asked of the cluster as a whole: each actor or task asks for its own CPU.
-`ray://host:10001` needs `ray[client]` (in the `ray` extra).
+`ray://host:10001` needs `ray[client]` (in the `ray` extra). A host:port where nothing listens fails in
+seconds, before ray.init (which would retry for minutes).
 """
 from __future__ import annotations
 
@@ -47,24 +48,48 @@ def _connect(ray, num_cpus: int, address: str | None) -> None:
     quiet = dict(log_to_driver=False, logging_level="ERROR")
     if address is None:
         running = _started_cluster(ray)
-        if running:  # ray.init() without an address joins it itself (and picks up its token auth as Ray does)
-            try:
+        if running and _unreachable(running) is None:  # ray.init() joins it itself (with its token auth, as
+            try:                                        # Ray does); a crashed cluster's address is ignored
                 ray.init(**quiet)
             except Exception as exc:
                 raise GptquantError(f"cannot reach the Ray cluster started on this machine at {running} (the address "
                                     f"`ray start` left): {type(exc).__name__}: {one_line(exc)}") from None
             return
         try:
-            ray.init(num_cpus=num_cpus, include_dashboard=False, **quiet)
+            ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, **quiet)  # not a stale address
         except Exception as exc:  # Ray's own reason, whatever it raises
             raise GptquantError(f"cannot start a local Ray: {type(exc).__name__}: {one_line(exc)}") from None
         return
+    _probe(address, f"the Ray cluster at {address}")
     try:
         ray.init(address=address, **quiet)
     except Exception as exc:
         hint = " (ray:// needs pip install 'ray[client]')" if address.startswith("ray://") else ""
         raise GptquantError(f"cannot reach the Ray cluster at {address}: {type(exc).__name__}: {one_line(exc)}{hint}") \
             from None
+
+
+def _probe(address: str, what: str) -> None:
+    """Fail in seconds when nothing listens at a host:port address: ray.init would retry for minutes
+    (20 attempts of up to 40 s each in Ray 2.60) before giving up. "auto" and other forms pass unchecked."""
+    refused = _unreachable(address)
+    if refused is not None:
+        raise GptquantError(f"cannot reach {what}: nothing answers there ({refused}); is the cluster running, and "
+                            "is this its address (`ray start --head` prints it; the default port is 6379)?")
+
+
+def _unreachable(address: str, timeout_s: float = 5.0) -> str | None:
+    """Why a TCP connection to the address's host:port fails, or None (it connects, or is not host:port)."""
+    import socket
+
+    host, _, port = address.removeprefix("ray://").rstrip("/").rpartition(":")
+    if not host or not port.isdigit():
+        return None
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return None
 
 
 def _started_cluster(ray) -> str | None:

@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -161,18 +162,40 @@ def test_score_cli_through_ray_address_with_relative_paths(cluster, via_env, syn
     assert not stray
 
 
-def test_sweep_through_ray_address_with_a_relative_out(cluster, via_env, sweep_project):
+def test_sweep_through_ray_address_with_a_relative_out_needs_no_files_on_the_workers(cluster, via_env, sweep_project,
+                                                                                    local_sweep, monkeypatch):
+    """The driver reads prices, panel, benchmark and strategy once and ships them: deleted right after that
+    (before any task starts), the sweep still gives the local results."""
+    import gptquant.backtest.shipped as shipped
     from gptquant.backtest.sweep import run_sweep
 
     project = via_env.parent / "project"
     shutil.copytree(sweep_project, project)
-    before = _files(cluster[1]), _files(project)
+    inputs = ("bars.csv", "panel.parquet", "csi300.csv", "strat.py")
+    real_ship = shipped.ship
+
+    def ship_then_delete(config, base):
+        out = real_ship(config, base)
+        for name in inputs:
+            (project / name).unlink()
+        return out
+
+    monkeypatch.setattr(shipped, "ship", ship_then_delete)
+    before = _files(cluster[1])
     on_cluster = run_sweep(Path("../project/sweep.toml"), "out", engine="ray", workers=2, progress=False)
     check_sweep_results(on_cluster, via_env / "out")
     assert _files(via_env) == {"out", *(f"out/{p}" for p in _files(via_env / "out"))}
-    assert (_files(cluster[1]), _files(project)) == before  # nothing written next to the data or by the workers
-    local = run_sweep(project / "sweep.toml", via_env.parent / "local", workers=1, progress=False)
-    pd.testing.assert_frame_equal(on_cluster.drop(columns="seconds"), local.drop(columns="seconds"))
+    assert _files(cluster[1]) == before  # nothing written by the workers
+    assert _files(project) == {"sweep.toml"}  # the inputs were gone while the tasks ran; nothing written there
+    pd.testing.assert_frame_equal(on_cluster.drop(columns="seconds"), local_sweep)
+
+
+@pytest.fixture(scope="module")
+def local_sweep(sweep_project, tmp_path_factory):
+    from gptquant.backtest.sweep import run_sweep
+
+    return run_sweep(sweep_project / "sweep.toml", tmp_path_factory.mktemp("local"), workers=1,
+                     progress=False).drop(columns="seconds")
 
 
 def test_more_workers_than_the_cluster_has_is_one_clear_error(cluster, via_env, synth_bundle):
@@ -205,3 +228,52 @@ def test_a_worker_killed_mid_run_is_replaced_and_the_result_unchanged(cluster, v
     pd.testing.assert_frame_equal(result.drop(columns="article_id"), expected)
     retries = [r.getMessage() for r in caplog.records if "retried on a new one" in r.getMessage()]
     assert len(retries) == 1 and "(1 retries so far)" in retries[0]
+
+
+def test_a_sweep_worker_killed_mid_task_is_run_again_with_a_count_in_the_log(cluster, via_env, sweep_project,
+                                                                             local_sweep, caplog):
+    from gptquant.backtest.sweep import run_sweep
+
+    killed = []
+
+    def kill_the_first_task():
+        deadline = time.monotonic() + 60
+        while not killed and time.monotonic() < deadline:
+            for p in psutil.Process(cluster[2]).children(recursive=True):
+                try:
+                    if (p.cmdline() or [""])[0].startswith("ray::_ray_task"):  # a worker while it runs a task
+                        p.kill()
+                        killed.append(p.pid)
+                        return
+                except psutil.Error:
+                    continue
+            time.sleep(0.02)
+
+    killer = threading.Thread(target=kill_the_first_task)
+    killer.start()
+    with caplog.at_level(logging.WARNING, logger="gptquant.backtest.sweep"):
+        table = run_sweep(sweep_project / "sweep.toml", "out", engine="ray", workers=2, progress=False)
+    killer.join()
+    assert killed
+    check_sweep_results(table, via_env / "out")
+    pd.testing.assert_frame_equal(table.drop(columns="seconds"), local_sweep)
+    retries = [r.getMessage() for r in caplog.records if "run again" in r.getMessage()]
+    assert len(retries) == 1 and "WorkerCrashedError" in retries[0] and "(1 retries so far)" in retries[0]
+
+
+@pytest.mark.parametrize("face", ["score", "sweep"])
+def test_a_wrong_address_fails_in_seconds_with_the_reason(face, synth_bundle, sweep_project, monkeypatch, tmp_path):
+    """Nothing listening there: one error within seconds (ray.init alone retries for minutes)."""
+    from gptquant.backtest.sweep import run_sweep
+
+    address = f"127.0.0.1:{_free_ports(1)[0]}"
+    monkeypatch.setenv("RAY_ADDRESS", address)
+    t0 = time.monotonic()
+    with pytest.raises(GptquantError) as err:
+        if face == "score":
+            score_articles(_articles(3), synth_bundle, engine="ray", workers=1)
+        else:
+            run_sweep(sweep_project / "sweep.toml", tmp_path / "out", engine="ray", workers=1, progress=False)
+    assert time.monotonic() - t0 < 15
+    assert str(err.value).startswith(f"cannot reach the Ray cluster at {address}: nothing answers there "
+                                     "(ConnectionRefusedError: [Errno 111] Connection refused)")

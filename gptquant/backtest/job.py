@@ -9,8 +9,8 @@ DataFrames). `[panel] columns` keeps only the panel columns a native strategy re
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import sys
+import types
 from datetime import timedelta
 from pathlib import Path
 
@@ -41,18 +41,22 @@ def load_config(path) -> dict:
     return load_toml(path, dict(SCHEMA, rules={f.name: types[f.name] for f in fields(Rules)}), REQUIRED)[0]
 
 
-def run_config(config: dict, base: Path, overrides: dict | None = None, *, bars=None, panel=None):
+def run_config(config: dict, base: Path, overrides: dict | None = None, *, bars=None, panel=None, module=None,
+               benchmark=None):
     """Run one config; `overrides` replaces strategy params (the hook for sweeps). `bars` and `panel`
-    (DataFrames already loaded by the caller, e.g. the nightly) replace [data] bars and [panel] path."""
+    (DataFrames already loaded by the caller, e.g. the nightly), `module` (the strategy module) and
+    `benchmark` (closes: datetime, close) replace [data] bars, [panel] path, [strategy] module and
+    [data] benchmark_data: a Ray task reads no file (gptquant.backtest.shipped)."""
     base = Path(base)
     data, bt_cfg, strat_cfg = config["data"], config["backtest"], config["strategy"]
-    inputs = load_inputs(config, base, bars=bars, panel=panel)
+    inputs = load_inputs(config, base, bars=bars, panel=panel, module=module)
     bars, panel, instruments, unit = inputs["bars"], inputs["panel"], inputs["instruments"], inputs["unit"]
     start, end, rules, module = inputs["start"], inputs["end"], inputs["rules"], inputs["module"]
     panel_cfg = config.get("panel", {})
     params = {**strat_cfg.get("params", {}), **(overrides or {})}
     common = dict(panel=panel, capital_base=float(bt_cfg.get("capital_base", 1e6)), benchmark=data.get("benchmark", "000300.SH"),
-                  benchmark_data=resolve_path(base, data["benchmark_data"]) if "benchmark_data" in data else None,
+                  benchmark_data=benchmark if benchmark is not None else
+                  resolve_path(base, data["benchmark_data"]) if "benchmark_data" in data else None,
                   checkpoints=resolve_path(base, bt_cfg["checkpoints"]) if bt_cfg.get("checkpoints") else None)
     title = config.get("title", Path(strat_cfg["module"]).stem)
     if hasattr(module, "initialize"):
@@ -72,7 +76,7 @@ def run_config(config: dict, base: Path, overrides: dict | None = None, *, bars=
     return result
 
 
-def load_inputs(config: dict, base: Path, *, bars=None, panel=None) -> dict:
+def load_inputs(config: dict, base: Path, *, bars=None, panel=None, module=None) -> dict:
     """What every run of a config reads, loaded once: bars (a frame, or a source with the instruments and
     volume unit the run still applies), panel, start, end, rules and the strategy module. `bars` and
     `panel` given as DataFrames are used instead of the config's files."""
@@ -105,7 +109,8 @@ def load_inputs(config: dict, base: Path, *, bars=None, panel=None) -> dict:
             raise GptquantError(f"[panel] columns: {', '.join(missing)} not in the panel (it has {', '.join(panel.columns)})")
         panel = panel[list(panel_cfg["columns"])]
     return {"bars": bars, "instruments": instruments, "unit": unit, "panel": panel, "start": start, "end": end,
-            "rules": Rules(**config.get("rules", {})), "module": _load_module(strat_cfg["module"], base)}
+            "rules": Rules(**config.get("rules", {})),
+            "module": module if module is not None else _load_module(strat_cfg["module"], base)}
 
 
 def out_dir(config, path: Path) -> Path:
@@ -125,19 +130,29 @@ def _most_covered(bars, n: int, start, end):
 
 def _load_module(spec: str, base: Path):
     if spec.endswith(".py"):
-        path = resolve_path(base, spec)
-        if not path.is_file():
-            raise GptquantError(f"strategy module {path} not found")
-        name = f"gptquant_strategy_{path.stem}"
-        mod_spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(mod_spec)
-        sys.modules[name] = module
-        mod_spec.loader.exec_module(module)
-        return module
+        return module_from_source(*strategy_source(spec, base))
     try:
         return importlib.import_module(spec)
     except ImportError as exc:
         raise GptquantError(f"cannot import strategy module {spec!r}: {exc}") from None
+
+
+def strategy_source(spec: str, base: Path) -> tuple[str, bytes, str]:
+    """(module name, source bytes, file) of a strategy file: what travels to a Ray task instead of its path."""
+    path = resolve_path(base, spec)
+    if not path.is_file():
+        raise GptquantError(f"strategy module {path} not found")
+    return f"gptquant_strategy_{path.stem}", path.read_bytes(), str(path)
+
+
+def module_from_source(name: str, source: bytes, origin: str):
+    """The module a strategy file's source makes, registered as `name` (pickling and dataclasses need it);
+    `origin` names it in tracebacks and in a resumable run's code hash."""
+    module = types.ModuleType(name)
+    module.__file__ = origin
+    sys.modules[name] = module
+    exec(compile(source, origin, "exec"), module.__dict__)
+    return module
 
 
 def _strategy_class(module, name):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import logging
 import os
 import sys
 import time
@@ -27,6 +28,8 @@ from ..parallel import pool_map, ray_map
 from ..ray_session import one_line, ray_session
 
 SCALARS = (bool, int, float, str)
+log = logging.getLogger(__name__)
+RETRIES = 2  # new runs of a Ray task lost with its worker or node (a task's own error is a failed row)
 
 
 def expand_grid(config: dict, where) -> list[dict]:
@@ -54,16 +57,17 @@ def task_name(task: int) -> str:
     return f"task-{task:04d}"
 
 
-def run_task(config: dict, base: str, task: int, params: dict, out_dir: str | None) -> dict:
+def run_task(config: dict, base: str, task: int, params: dict, out_dir: str | None, inputs: dict | None = None) -> dict:
     """One grid point: the backtest with `params` as overrides. Never raises for the strategy's or the
     data's errors: they become a failed row. The row is also written to `<out_dir>/task-NNNN.json`
-    (not when out_dir is None: on Ray only the driver writes)."""
+    (not when out_dir is None: on Ray only the driver writes). `inputs`: run_config's bars, panel,
+    module and benchmark, loaded already (a Ray task's, gptquant.backtest.shipped)."""
     from .job import run_config
 
     t0 = time.perf_counter()
     row = {"task": task, "name": task_name(task), "params": params, "status": "ok", "error": None, "summary": None}
     try:
-        result = run_config(config, Path(base), overrides=params)
+        result = run_config(config, Path(base), overrides=params, **(inputs or {}))
         row["summary"] = finite_floats(result.summary)
     except Exception as exc:  # one grid point's failure is a result, not the end of the sweep
         row.update(status="failed", error=f"{type(exc).__name__}: {exc}")
@@ -93,23 +97,35 @@ def _local(tasks, workers: int):
     return pool_map(_task, tasks, workers)
 
 
-def _ray_task(driver_version: str, config: dict, base: str, task: int, params: dict) -> dict:
+def _ray_task(driver_version: str, config: dict, base: str, task: int, params: dict, shipped: dict) -> dict:
     from ..ray_session import check_version
+    from .shipped import inputs
 
     check_version(driver_version)
-    return run_task(config, base, task, params, None)
+    return run_task(config, base, task, params, None, inputs(shipped))
 
 
 def _ray(tasks, workers: int, address: str | None, out: Path):
     """Ray tasks (1 CPU each), at most `workers` in flight, on the cluster ray_session connects to (see
-    gptquant.ray_session). More workers than CPUs just queue on the CPUs there are. The config and the
-    driver's absolute paths travel with each task (every node reads the data at those paths: a shared
-    folder); only the driver writes, so a task lost with its worker is simply run again (max_retries)."""
+    gptquant.ray_session). More workers than CPUs just queue on the CPUs there are. The driver reads every
+    input once and ships it (gptquant.backtest.shipped: frames in the object store, the strategy as source),
+    so nodes need no files of the user's; only the driver writes, so a task lost with its worker is simply
+    run again (up to RETRIES times, each one logged)."""
     from ..version import __version__
+    from .shipped import ship
 
+    config, base = tasks[0][0], tasks[0][1]
     with ray_session(workers, address) as ray:
-        remote = ray.remote(num_cpus=1, max_retries=2)(_ray_task)
-        for args, row in ray_map(ray, lambda a: remote.remote(__version__, *a[:4]), tasks, workers):
+        config, shipped = ship(config, Path(base))
+        ref = ray.put(shipped)
+        remote = ray.remote(num_cpus=1, max_retries=0)(_ray_task)  # retried by ray_map, which counts them
+
+        def retried(args, exc, count):
+            log.warning("lost a Ray sweep worker (%s); %s run again (%d retries so far)", type(exc).__name__,
+                        task_name(args[2]), count)
+
+        for args, row in ray_map(ray, lambda a: remote.remote(__version__, config, *a[1:4], ref), tasks, workers,
+                                 retries=RETRIES, on_retry=retried):
             if isinstance(row, dict):
                 write_row(out, row)
             elif isinstance(getattr(row, "cause", None), GptquantError):  # e.g. another gptquant version
