@@ -20,12 +20,18 @@ def configure(verb: str, parser) -> None:
         p.add_argument("--method", choices=["auto", "ptuning", "finetune", "linear", "hybrid"], default="auto",
                        help="auto (default): train linear, hybrid, finetune and ptuning on one split and keep the best "
                             "by validation macro-F1")
-        p.add_argument("--labels", help="label names in negative→positive order, comma-separated (e.g. 利空,中性,利好)")
+        p.add_argument("--labels", help="label names in negative→positive order, comma-separated (e.g. 利空,中性,利好); "
+                       "'market': --data is a `label market` table, relabelled by terciles of the training period's "
+                       "excess return and split by time (--valid-from)")
         p.add_argument("--text-column")
         p.add_argument("--label-column")
         p.add_argument("--term-column", help="aspect term column: the input becomes 'term：text' (default: 'term' if present)")
         p.add_argument("--valid", help="validation table (default: a stratified --valid-frac of --data)")
         p.add_argument("--valid-frac", type=float, default=0.1)
+        p.add_argument("--valid-from", metavar="DATE",
+                       help="split by time: rows before DATE train, rows from DATE validate (required with --labels market)")
+        p.add_argument("--valid-until", metavar="DATE", help="split by time: rows from DATE on are left out (out-of-time test)")
+        p.add_argument("--time-column", help="split by time: the column (default: session if present, else datetime)")
         p.add_argument("--shots", type=int, help="few-shot: sample K training (and K validation) rows per class")
         p.add_argument("--steps", type=int, help="optimiser steps (default: EPOCHS passes over the data, early stopping)")
         p.add_argument("--test", help="auto: a labelled table whose figures join the table (never used to choose)")
@@ -106,9 +112,10 @@ def _train_sentiment(args) -> int:
         n_prefix, n_suffix = (int(x) for x in args.prompt.split(","))
     except ValueError:
         raise GptquantError(f"--prompt: expected BEFORE,AFTER counts, got {args.prompt!r}") from None
+    data, valid, labels, split_info = _time_split(args)
     summary = train_sentiment(
-        args.model, args.data, args.out, args.method, labels=args.labels.split(",") if args.labels else None,
-        text_column=args.text_column, label_column=args.label_column, term_column=args.term_column, valid=args.valid,
+        args.model, data, args.out, args.method, labels=labels,
+        text_column=args.text_column, label_column=args.label_column, term_column=args.term_column, valid=valid,
         valid_frac=args.valid_frac, shots=args.shots, steps=args.steps, batch=args.batch, lr=args.lr,
         max_length=args.max_length, seed=args.seed, eval_every=args.eval_every, patience=args.patience,
         n_prefix=n_prefix, n_suffix=n_suffix, verbalizers=_pairs(args.verbalizer), resume=not args.no_resume,
@@ -125,8 +132,35 @@ def _train_sentiment(args) -> int:
         rows["tfidf baseline"] = summary["baseline_validation"]
     print(f"validation ({summary['validation']['n']} rows; temperature {summary['temperature']:.3f}):")
     print(format_table(rows, summary["labels"]))
+    if split_info is not None:
+        atomic_write(Path(args.out) / "market_split.json", lambda p: Path(p).write_text(
+            json.dumps(split_info, ensure_ascii=False, indent=1), encoding="utf-8"))
     print(f"wrote {args.out} (export it with: gptquant export {args.out} --out BUNDLE)")
     return 0
+
+
+def _time_split(args):
+    """(data, valid, labels, split info): --labels market relabels a `label market` table by the training
+    period's terciles; --valid-from alone splits any table by time. Otherwise the arguments as given."""
+    market = args.labels == "market"
+    labels = None if market or not args.labels else args.labels.split(",")
+    if not market and args.valid_from is None:
+        if args.valid_until or args.time_column:
+            raise GptquantError("--valid-until and --time-column need --valid-from")
+        return args.data, args.valid, labels, None
+    if args.valid is not None:
+        raise GptquantError("--valid and --valid-from exclude each other: the time split makes the validation rows")
+    if args.valid_from is None:
+        raise GptquantError("--labels market needs --valid-from DATE: market labels are split by time, never at random")
+    from .market_split import describe, market_split, time_split
+
+    if market:
+        train, valid, info = market_split(args.data, args.valid_from, args.valid_until, time_column=args.time_column)
+        print(describe(info))
+        return train, valid, ["negative", "neutral", "positive"], info
+    train, valid, info = time_split(args.data, args.valid_from, args.valid_until, time_column=args.time_column)
+    print(describe(info))
+    return train, valid, labels, info
 
 
 def _train_detector(args) -> int:
