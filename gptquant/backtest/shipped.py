@@ -9,6 +9,7 @@ no checkpoints (only the driver writes). `inputs` turns the shipped dict back in
 from __future__ import annotations
 
 import copy
+from datetime import timedelta
 from pathlib import Path
 
 from ..config import resolve_path
@@ -28,8 +29,9 @@ def ship(config: dict, base: Path) -> tuple[dict, dict]:
     try:
         got = load_inputs(config, base, module=module)
         bars = got["bars"]
-        if not isinstance(bars, pd.DataFrame):
-            bars = load_bars(bars, got["instruments"], volume_unit=got["unit"])
+        if not isinstance(bars, pd.DataFrame):  # the run's window and a margin for its warm-up sessions (<= 12 days)
+            bars = load_bars(bars, got["instruments"], got["start"] - timedelta(days=40), got["end"],
+                             volume_unit=got["unit"])
         data = config["data"]
         code = data.get("benchmark", "000300.SH")
         bench = None

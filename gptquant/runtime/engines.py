@@ -187,7 +187,9 @@ class ScorerActor:
 def _ray_engine(spec, workers: int, address: str | None):
     """One actor per worker (1 CPU each in Ray's accounting), on the cluster ray_session connects to, or a
     local Ray started for the run. The bundle goes once into the object store; more workers than free CPUs
-    is refused up front (Ray would wait forever); a part whose worker died is retried on a new actor."""
+    is refused up front (Ray would wait forever); a part whose worker died is retried on a new actor.
+    (Ray Data's map_batches on an actor pool scores as fast once running but starts ~8 s slower per run and
+    wants the whole input up front: benchmarks/ray_data_vs_actors.py.)"""
     from ..version import __version__
     from ..ray_session import check_room, ray_session, worker_failure
 
