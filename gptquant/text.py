@@ -12,10 +12,10 @@ import re
 from datetime import date
 
 _TAG = re.compile(r"<[^>]+>")
-_WS = re.compile(r"\s+")
 # full-width ASCII letters and digits (Ａ-Ｚ ａ-ｚ ０-９) -> half-width; punctuation stays as trained
 _FULLWIDTH_ALNUM = {c: c - 0xFEE0 for c in list(range(0xFF10, 0xFF1A)) + list(range(0xFF21, 0xFF3B)) + list(range(0xFF41, 0xFF5B))}
 _FULLWIDTH_ALNUM[0x3000] = 0x20  # ideographic space
+_NEEDS_FOLD = re.compile("[\uff10-\uff19\uff21-\uff3a\uff41-\uff5a\u3000]")
 
 
 def normalize_text(text: str) -> str:
@@ -26,8 +26,9 @@ def normalize_text(text: str) -> str:
         text = _TAG.sub(" ", text)
     if "&" in text:
         text = html.unescape(text)
-    text = text.translate(_FULLWIDTH_ALNUM)
-    return _WS.sub(" ", text).strip()
+    if _NEEDS_FOLD.search(text):  # a scan at C speed; translate() looks every character up in a dict
+        text = text.translate(_FULLWIDTH_ALNUM)
+    return " ".join(text.split())  # str.split() and re's \s agree on what whitespace is (str.isspace)
 
 
 # ---- instrument codes -------------------------------------------------------------------------

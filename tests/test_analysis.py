@@ -82,6 +82,16 @@ def test_ic_and_rank_ic_match_a_direct_computation():
     assert summary.loc[("ic", "1D"), "mean"] > summary.loc[("ic", "10D"), "mean"]
 
 
+def test_rank_ic_with_tied_values_matches_scipy():
+    panel, bars = planted()
+    panel = panel.assign(s=panel["s"].round(1))  # ties in the factor, and in the returns of rounded prices
+    fwd = forward_returns(bars.assign(open=bars["open"].round(0)), (1,))
+    assert panel["s"].duplicated().mean() > 0.5 and fwd["1D"].duplicated().mean() > 0.5
+    ic = factor_ic(panel["s"], fwd)
+    _, exp_ric = direct_ic(panel, fwd, "1D")
+    np.testing.assert_allclose(ic[("rank_ic", "1D")].dropna().to_numpy(), exp_ric.dropna().to_numpy(), atol=1e-12)
+
+
 def test_sessions_with_too_few_instruments_are_left_out():
     panel, bars = planted(n_inst=6, missing=0.3)
     fwd = forward_returns(bars, (1,))

@@ -52,6 +52,20 @@ def test_hits_skip_the_scorer_and_rows_come_back_in_order(tmp_path):
         assert len(scorer.seen) == 3
 
 
+def test_rows_that_pass_their_checksum_but_are_not_feature_objects_are_rescored(tmp_path):
+    from gptquant.features.cache import row_checksum
+
+    keys = [text_key(t) for t in texts(6)]
+    with ScoreCache(tmp_path / "c.sqlite") as cache:
+        cache.put_many("b", keys, [{"sentiment": i / 10} for i in range(6)])
+        for k, blob in ((keys[1], "[1, 2]"), (keys[4], '"text"')):  # valid JSON, not an object
+            cache._db.execute("UPDATE scores SET features = ?, checksum = ? WHERE text_hash = ?",
+                              (blob, row_checksum("b", k, blob), k))
+        hits = cache.get_many("b", keys)
+        assert {k: v["sentiment"] for k, v in hits.items()} == {keys[i]: i / 10 for i in (0, 2, 3, 5)}
+        assert cache.corrupt_rows == 2
+
+
 def test_duplicates_in_one_call_are_scored_once(tmp_path):
     scorer = CountingScorer()
     with ScoreCache(tmp_path / "c.sqlite") as cache:

@@ -1,6 +1,7 @@
 """Package-level promises: a light import, --help on every verb, one-line errors, shared text rules."""
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -73,5 +74,11 @@ def test_limit_ratio_by_board_and_date():
 
 def test_normalize_text_keeps_chinese_punctuation():
     assert normalize_text(" <p>公司&amp;股东：净利润增长１０％，</p>\n\n ") == "公司&股东：净利润增长10％，"
+    # every Unicode space collapses, every full-width letter/digit folds, as the regex definition says
+    from gptquant.text import _FULLWIDTH_ALNUM
+
+    odd = "".join(chr(c) for c in range(0x110000) if chr(c).isspace() or c in _FULLWIDTH_ALNUM)
+    for text in (odd, f"甲{odd}乙", odd[::-1] + "丙"):
+        assert normalize_text(text) == re.sub(r"\s+", " ", text.translate(_FULLWIDTH_ALNUM)).strip()
     with pytest.raises(TypeError):
         normalize_text(3.0)

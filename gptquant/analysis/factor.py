@@ -131,13 +131,35 @@ def _factor_data(factor: pd.Series, fwd: pd.DataFrame, quantiles: int | None = N
     return data
 
 
-def _pearson_by_date(x: pd.Series, y: pd.Series) -> pd.Series:
-    g = x.index.get_level_values(0)
-    xm = x - x.groupby(g).transform("mean")
-    ym = y - y.groupby(g).transform("mean")
-    num = (xm * ym).groupby(g).sum()
-    den = np.sqrt((xm * xm).groupby(g).sum() * (ym * ym).groupby(g).sum())
-    return (num / den.replace(0.0, np.nan)).rename_axis("datetime")
+def _pearson_by_date(day: np.ndarray, k: int, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Per-date Pearson correlation of two NaN-free arrays; day: date codes 0..k-1 (bincount sums, no groupby)."""
+    size = np.bincount(day, minlength=k)
+    xm = x - (np.bincount(day, x, k) / size)[day]
+    ym = y - (np.bincount(day, y, k) / size)[day]
+    den = np.sqrt(np.bincount(day, xm * xm, k) * np.bincount(day, ym * ym, k))
+    return np.bincount(day, xm * ym, k) / np.where(den == 0.0, np.nan, den)
+
+
+def _ranks_by_date(day: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Series(x).groupby(day).rank(): average ranks (ties share their mean), NaN stays NaN; two sorts instead
+    of pandas' group rank (~3 s per column on 2M rows)."""
+    n = len(x)
+    if n == 0:
+        return np.empty(0)
+    pos = np.arange(n)
+    by_value = np.argsort(x)  # NaN last; the order among equal values does not change average ranks
+    codes = day.astype(np.int16) if n and day.max() < 2 ** 15 else day
+    order = by_value[np.argsort(codes[by_value], kind="stable")]  # then by date: a radix sort on int16 codes
+    xs, ds = x[order], day[order]
+    new_date = np.r_[True, ds[1:] != ds[:-1]]
+    new_tie = new_date | np.r_[True, xs[1:] != xs[:-1]]
+    date_start = np.maximum.accumulate(np.where(new_date, pos, 0))
+    tie_start = pos[new_tie]
+    tie_mid = (tie_start + np.r_[tie_start[1:], n] - 1) / 2.0
+    r = np.empty(n)
+    r[order] = tie_mid[np.cumsum(new_tie) - 1] - date_start + 1
+    r[np.isnan(x)] = np.nan
+    return r
 
 
 def factor_ic(factor: pd.Series, fwd: pd.DataFrame, min_assets: int = 5) -> pd.DataFrame:
@@ -150,9 +172,12 @@ def factor_ic(factor: pd.Series, fwd: pd.DataFrame, min_assets: int = 5) -> pd.D
 
 
 def _ic(data: pd.DataFrame, cols: list[str]) -> pd.DataFrame:
-    ranks = data.groupby(level="date").rank()
-    ic = pd.DataFrame({h: _pearson_by_date(data["factor"], data[h]) for h in cols})
-    rank = pd.DataFrame({h: _pearson_by_date(ranks["factor"], ranks[h]) for h in cols})
+    day, days = pd.factorize(data.index.get_level_values("date"), sort=True)
+    k, days = len(days), pd.Index(days, name="datetime")
+    x = {c: data[c].to_numpy(dtype=float) for c in ["factor", *cols]}
+    r = {c: _ranks_by_date(day, v) for c, v in x.items()}
+    ic = pd.DataFrame({h: _pearson_by_date(day, k, x["factor"], x[h]) for h in cols}, index=days)
+    rank = pd.DataFrame({h: _pearson_by_date(day, k, r["factor"], r[h]) for h in cols}, index=days)
     out = pd.concat({"ic": ic, "rank_ic": rank}, axis=1)
     out.index = pd.DatetimeIndex(out.index, name="datetime")
     return out
@@ -239,7 +264,8 @@ def _quantile_turnover(data: pd.DataFrame, quantile: int, period: int) -> pd.Ser
 def _rank_autocorrelation(data: pd.DataFrame, period: int) -> pd.Series:
     """alphalens' factor_rank_autocorrelation: correlation of each session's factor ranks with the ranks
     `period` sessions before, over the names ranked on both."""
-    ranks = data.groupby(level="date")["factor"].rank().unstack("asset")
+    day = pd.factorize(data.index.get_level_values("date"))[0]
+    ranks = pd.Series(_ranks_by_date(day, data["factor"].to_numpy(dtype=float)), index=data.index).unstack("asset")
     return ranks.corrwith(ranks.shift(period), axis=1).rename(period)
 
 

@@ -60,7 +60,7 @@ def score_parts(parts, run, *, cache=None, bundle_hash: str | None = None, parts
                 counts.scored += len(part)
                 yield start, part
                 continue
-            keys = [_key(t, start + i) for i, t in enumerate(part["text"])]
+            keys = [_key(t, start + i) for i, t in enumerate(part["text"].tolist())]
             hits = cache.get_many(bundle_hash, keys)
             first = {}
             for i, k in enumerate(keys):
@@ -89,7 +89,8 @@ def _key(text, row: int) -> str:
 def _fill(feats: pd.DataFrame, entry, cache, bundle_hash: str, counts: Counts) -> pd.DataFrame:
     """A part's rows: the engine's for its misses (stored in the cache now), the cache's for the rest."""
     ids, keys, hits, miss_keys = entry
-    new = feats.drop(columns=[c for c in ("article_id", "text") if c in feats.columns])
+    extra = [c for c in ("article_id", "text") if c in feats.columns]
+    new = feats.drop(columns=extra) if extra else feats
     if len(new) != len(miss_keys):
         raise GptquantError(f"the engine returned {len(new)} rows for {len(miss_keys)} texts")
     if len(new):
@@ -98,7 +99,7 @@ def _fill(feats: pd.DataFrame, entry, cache, bundle_hash: str, counts: Counts) -
         counts.dtypes = counts.dtypes or new.dtypes.to_dict()
     columns = list(new.columns) or None
     out = pd.DataFrame.from_records([hits[k] for k in keys], columns=columns)
-    if columns:  # keep the engine's dtypes for cached rows too (ints, bools)
+    if columns and not out.dtypes.equals(new.dtypes):  # keep the engine's dtypes for cached rows too (ints, bools)
         out = out.astype(new.dtypes.to_dict(), errors="ignore")
     out.insert(0, "article_id", ids)
     return out
