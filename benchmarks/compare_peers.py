@@ -27,14 +27,13 @@ import multiprocessing as mp
 import sys
 import tempfile
 import time
-import traceback
 from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 sys.path.insert(0, str(BENCH.parent))
 
-GEMM_SHAPES = ((128, 768, 2304), (128, 768, 3072), (128, 3072, 768), (512, 768, 3072))  # (M, K, N)
+from peer_paths import GEMM_SHAPES, serve  # noqa: E402
 
 
 # ---- arithmetic (tested in tests/test_compare_peers.py) ------------------------------------------------
@@ -146,123 +145,6 @@ def convert_ct2(ckpt: Path, out: Path) -> dict | None:
     return cfg
 
 
-# ---- the paths, each in its own process -------------------------------------------------------------
-
-def runner(kind: str, spec: dict):
-    """(time one pass over the texts -> seconds, per-token log-probs of the first texts or None)."""
-    import numpy as np
-
-    threads, texts, ids = spec["threads"], spec["texts"], spec["ids"]
-    if kind in ("gptquant", "gptquant-batch", "sentiment"):
-        from gptquant.runtime import Scorer
-
-        s = Scorer(spec["bundle"], threads=threads, batch_size=32)
-        s.alone = s.alone and kind != "gptquant-batch"
-        s.score(texts[:4])
-
-        def logp():
-            if not s.has_token_outputs:
-                return None
-            return [s.session.run(["token_logprob"], {"input_ids": np.array([x]), "attention_mask": np.ones((1, len(x)), np.int64)})[0][0]
-                    for x in ids[:spec["agree"]]]
-        return lambda: _timed(s.score, texts), logp
-    if kind == "ct2":
-        import ctranslate2
-        from tokenizers import Tokenizer
-
-        from gptquant.tokenize import SpecialTokens, token_ids
-
-        g = ctranslate2.Generator(str(spec["ct2"]), device="cpu", compute_type="int8", intra_threads=threads)
-        tok = Tokenizer.from_file(str(Path(spec["bundle"]) / "tokenizer.json"))
-
-        def score():  # gptquant's ids (same text, same truncation) as the token strings CTranslate2 takes
-            seqs = token_ids(tok, texts, SpecialTokens.from_dict(spec["policy"]))
-            toks = [[tok.id_to_token(i) for i in s[:spec["max_length"]]] for s in seqs]
-            return g.score_batch(toks, max_batch_size=spec["ct2_batch"], batch_type="tokens")
-        score()
-        toks = [[tok.id_to_token(i) for i in x] for x in ids[:spec["agree"]]]
-        return lambda: _timed(score), lambda: [np.array(r.log_probs) for r in g.score_batch(toks)]
-    if kind == "torch":
-        return torch_runner(spec)
-    if kind == "gemm":
-        return gemm_runner(threads), lambda: None
-    raise ValueError(kind)
-
-
-def _timed(fn, *args) -> float:
-    t = time.perf_counter()
-    fn(*args)
-    return time.perf_counter() - t
-
-
-def torch_runner(spec):
-    import numpy as np
-    import torch
-
-    from gptquant.lm.checkpoint import load_checkpoint
-    from gptquant.lm.export import feature_graph
-    from gptquant.tokenize import encode
-
-    torch.set_num_threads(spec["threads"])
-    ckpt = load_checkpoint(spec["ckpt"])
-    graph = feature_graph(ckpt.model)
-    texts = spec["texts"]
-    order = sorted(range(len(texts)), key=lambda i: len(spec["ids"][i]))
-
-    def run():
-        with torch.no_grad():
-            for b in range(0, len(order), 32):
-                ids, mask, _ = encode(ckpt.tokenizer, [texts[i] for i in order[b:b + 32]], ckpt.policy, spec["max_length"])
-                graph(torch.from_numpy(ids), torch.from_numpy(mask))
-
-    def logp():
-        with torch.no_grad():
-            return [graph(torch.tensor([x]), torch.ones((1, len(x)), dtype=torch.long))[0][0].numpy()
-                    for x in spec["ids"][:spec["agree"]]]
-    run()
-    return lambda: _timed(run), logp
-
-
-def gemm_runner(threads: int):
-    """Best rate of onnxruntime's u8 x s8 MatMulInteger over the model's GEMM shapes (ops/s)."""
-    import numpy as np
-    import onnxruntime as ort
-    from onnx import TensorProto, helper, numpy_helper
-
-    rng = np.random.default_rng(0)
-    sessions = []
-    for m, k, n in GEMM_SHAPES:
-        w = numpy_helper.from_array(rng.integers(-127, 128, (k, n), dtype=np.int8), "w")
-        g = helper.make_graph([helper.make_node("MatMulInteger", ["a", "w"], ["y"])], "gemm",
-                              [helper.make_tensor_value_info("a", TensorProto.UINT8, [m, k])],
-                              [helper.make_tensor_value_info("y", TensorProto.INT32, [m, n])], [w])
-        model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-        sessions.append(((m, k, n), sess, {"a": rng.integers(0, 256, (m, k), dtype=np.uint8)}))
-
-    def rate():
-        best = 0.0
-        for (m, k, n), sess, feed in sessions:
-            sess.run(None, feed)
-            t = min(_timed(sess.run, None, feed) for _ in range(5))
-            best = max(best, gemm_rate(m, k, n, t))
-        return best
-    return rate
-
-
-def serve(kind: str, spec: dict, conn) -> None:
-    """A path's process: build it once, then answer 'time' / 'logp' until 'stop'."""
-    try:
-        timer, logp = runner(kind, spec)
-        conn.send(("ready", None))
-        while (msg := conn.recv()) != "stop":
-            conn.send(("ok", timer() if msg == "time" else logp()))
-    except Exception:
-        conn.send(("error", traceback.format_exc()))
-
-
 # ---- the driver ----------------------------------------------------------------------------------------
 
 class Worker:
@@ -271,7 +153,7 @@ class Worker:
     def __init__(self, ctx, name: str, kind: str, spec: dict):
         self.name, self.kind, self.times = name, kind, []
         self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=serve, args=(kind, spec, child), daemon=True)
+        self.proc = ctx.Process(target=serve, args=(kind, spec, child), daemon=False)  # a path may start its own pool
         self.proc.start()
 
     def ask(self, msg: str):
@@ -321,58 +203,66 @@ def run(args, made: dict) -> None:
     spec = {"threads": args.threads, "texts": texts, "ids": ids, "bundle": str(made["full"]), "ckpt": str(made["ckpt"]),
             "ct2": str(made["ct2"]), "policy": scorer.policy.to_dict(), "max_length": scorer.max_length,
             "agree": args.agree, "ct2_batch": args.ct2_batch}
-    paths = [("gptquant int8, all features", "gptquant", {}), ("gptquant int8, batched (not batch-independent)", "gptquant-batch", {})]
+    n = args.threads
+    paths = [("gptquant int8, all features", "gptquant", {}),
+             ("gptquant int8, batched (not batch-independent)", "gptquant-batch", {})]
+    if n > 1:
+        paths.append((f"gptquant int8, all features, {n} procs x 1 thread", "gptquant-procs", {}))
     if "sentiment" in made:
         paths.append(("gptquant int8, sentiment-only", "sentiment", {"bundle": str(made["sentiment"])}))
     else:
         print("sentiment-only: skipped (--no-sentiment): no sentiment graph in this export")
     if made["ct2_config"] is None:
-        print("CTranslate2: not installed (pip install 'gptquant[bench]'): its row and the log-prob agreement are skipped")
+        print("CTranslate2: not installed (pip install 'gptquant[bench]'): its rows and the log-prob agreement are skipped")
     else:
         paths.append(("CTranslate2 int8 score_batch", "ct2", {}))
-        print("CTranslate2 config:", json.dumps(made["ct2_config"]))
+        if n > 1:
+            paths.append((f"CTranslate2 int8 score_batch, {n} replicas x 1 thread", "ct2-inter", {}))
+        print("CTranslate2 config:", json.dumps(made["ct2_config"]), "(multi_query_attention is what 4.x writes for "
+              "any num_heads_kv != num_heads, None included: the log-prob agreement below shows full multi-head attention)")
     if not args.no_torch:
         paths.append(("torch fp32 eager", "torch", {}))
     ctx = mp.get_context("spawn")
     procs = [Worker(ctx, name, kind, {**spec, **extra}) for name, kind, extra in paths]
     gemm = Worker(ctx, "int8 GEMM", "gemm", spec)
-    for p in procs + [gemm]:
-        p.reply()
-    rates = []
-    for r in range(args.rounds):  # interleaved, the order rotating so no path always follows the same one
-        rates.append(gemm.ask("time"))
-        for p in procs[r % len(procs):] + procs[:r % len(procs)]:
-            p.times.append(p.ask("time"))
-    logps = {p.kind: p.ask("logp") for p in procs if p.kind in ("gptquant", "ct2", "torch")}
-    for p in procs + [gemm]:
-        p.stop()
-    report(args, cfg, ids, procs, rates, logps)
+    try:
+        for p in procs + [gemm]:
+            p.reply()
+        for r in range(args.rounds):  # interleaved, the order rotating so no path always follows the same one
+            gemm.times.append(gemm.ask("time"))
+            for p in procs[r % len(procs):] + procs[:r % len(procs)]:
+                p.times.append(p.ask("time"))
+        logps = {p.kind: p.ask("logp") for p in procs if p.kind in ("gptquant", "ct2", "torch")}
+    finally:
+        for p in procs + [gemm]:
+            p.stop()
+    report(args, cfg, ids, procs, gemm.times, logps)
 
 
 def report(args, cfg, ids, procs, rates, logps) -> None:
-    import numpy as np
-
-    ceiling = max(rates)
+    ceiling, ceiling_cpu = max(r[0] for r in rates), max(r[1] for r in rates)
     tokens = sum(len(x) for x in ids)
     print(f"\n== {len(ids)} Astock news texts, {tokens} tokens (<= {args.max_length} each), threads={args.threads}, "
           f"best of {args.rounds} interleaved passes")
-    print(f"int8 GEMM ceiling (onnxruntime MatMulInteger u8 x s8, best of {GEMM_SHAPES}): {ceiling / 1e9:.1f} GOP/s "
-          f"(rounds: {', '.join(f'{x / 1e9:.1f}' for x in rates)})")
-    base = next((p for p in procs if p.kind == "ct2"), None)
-    print(f"{'path':50s} {'tok/s':>8s} {'median':>8s} {'x CT2':>7s} {'GFLOP/s':>8s} {'ceiling':>8s}")
-    summary = {}
+    print(f"int8 GEMM ceiling (onnxruntime MatMulInteger u8 x s8, best of shapes {GEMM_SHAPES}): {ceiling / 1e9:.0f} GOP/s, "
+          f"{ceiling_cpu / 1e9:.0f} GOP per CPU-second (rounds: {', '.join(f'{r[0] / 1e9:.0f}' for r in rates)})")
+    rows = {}
     for p in procs:
-        flops = sum(forward_flops(cfg, len(x), lm_head=p.kind != "sentiment") for x in ids)
-        best, med = tokens / min(p.times), tokens / float(np.median(p.times))
-        vs = best / (tokens / min(base.times)) if base else float("nan")
-        share = share_of_ceiling(best, flops / tokens, ceiling)
-        print(f"{p.name:50s} {best:8.0f} {med:8.0f} {vs:7.2f} {best * flops / tokens / 1e9:8.1f} {share:8.1%}")
-        summary[p.kind] = {"tok_per_s": round(best), "x_ct2": round(vs, 3), "ceiling_share": round(share, 3)}
-    pairs = [("gptquant", "ct2"), ("gptquant", "torch"), ("ct2", "torch")]
-    for a, b in pairs:
+        flops = sum(forward_flops(cfg, len(x), lm_head=p.kind != "sentiment") for x in ids) / tokens
+        cpu = [t[1] for t in p.times if t[1]]
+        tps, tpc = tokens / min(t[0] for t in p.times), (tokens / min(cpu) if cpu else float("nan"))
+        rows[p.kind] = {"name": p.name, "tok_per_s": tps, "tok_per_cpu_s": tpc, "ceiling_share": share_of_ceiling(tps, flops, ceiling),
+                        "cpu_ceiling_share": share_of_ceiling(tpc, flops, ceiling_cpu), "mflop_per_token": flops / 1e6}
+    base = rows.get("ct2", {"tok_per_s": float("nan"), "tok_per_cpu_s": float("nan")})
+    print(f"{'path':55s} {'tok/s':>7s} {'x CT2':>6s} {'tok/CPU-s':>9s} {'x CT2':>6s} {'MFLOP/tok':>9s} {'ceiling':>8s} {'CPU ceil':>8s}")
+    for r in rows.values():
+        r["x_ct2"], r["cpu_x_ct2"] = r["tok_per_s"] / base["tok_per_s"], r["tok_per_cpu_s"] / base["tok_per_cpu_s"]
+        print(f"{r['name']:55s} {r['tok_per_s']:7.0f} {r['x_ct2']:6.2f} {r['tok_per_cpu_s']:9.0f} {r['cpu_x_ct2']:6.2f} "
+              f"{r['mflop_per_token']:9.1f} {r['ceiling_share']:8.1%} {r['cpu_ceiling_share']:8.1%}")
+    summary = {k: {c: round(v, 3) for c, v in r.items() if c != "name"} for k, r in rows.items()}
+    for a, b in (("gptquant", "ct2"), ("gptquant", "torch"), ("ct2", "torch")):
         if a in logps and b in logps:
-            agree = logprob_agreement(logps[a], logps[b])
-            summary[f"logp_{a}_vs_{b}"] = agree
+            agree = summary[f"logp_{a}_vs_{b}"] = logprob_agreement(logps[a], logps[b])
             print(f"per-token log-prob |delta| {a} vs {b}: mean {agree['mean_abs']:.4f}, max {agree['max_abs']:.4f} "
                   f"over {agree['tokens']} tokens")
     print("\nsummary:", json.dumps(summary))

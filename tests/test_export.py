@@ -70,6 +70,25 @@ def test_rank_is_one_for_the_argmax_token(tiny_checkpoint):
     assert int(rank[0, -1]) == 1
 
 
+def test_rank_counts_the_tokens_more_likely_than_the_actual_one(tiny_bundle):
+    """token_rank in the exported graph (an int64 count, summed in float there for speed) is exactly 1 + the
+    number of vocabulary entries whose logit beats the actual next token's, at every position."""
+    import torch
+
+    from gptquant.tokenize import encode
+
+    texts = ["公司公告，拟回购股份。", "董事会审议通过年度报告，同意分红。"]
+    ckpt, m, out = _run(tiny_bundle, texts)
+    assert out["token_rank"].dtype == np.int64
+    ids, mask, _ = encode(ckpt.tokenizer, texts, ckpt.policy, m["max_length"])
+    with torch.no_grad():
+        logits = ckpt.model(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask)).logits.double().numpy()
+    for i in range(len(texts)):
+        for t in range(int(mask[i].sum()) - 1):
+            z = logits[i, t]
+            assert out["token_rank"][i, t] == 1 + int((z > z[ids[i, t + 1]]).sum()), (i, t)
+
+
 @pytest.fixture(scope="module")
 def int8_fixture_bundle(fixture_model, tmp_path_factory):
     out = tmp_path_factory.mktemp("int8") / "fin-mini-int8"
