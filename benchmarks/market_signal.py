@@ -52,6 +52,27 @@ def signal_table(results: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def article_table(scores: dict, news: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
+    """Per signal, over the out-of-time articles themselves (no panel, no carry): Spearman correlation of the
+    article's score with its entry session's excess return (`label market`), its t-stat, and the mean excess
+    return of the top minus the bottom tercile of scores. scores: name -> Series indexed by article_id."""
+    from scipy.stats import spearmanr
+
+    key = ["datetime", "instrument"]
+    arts = news.assign(instrument=news["instruments"].str[0])[["article_id", *key]]
+    lab = labels.drop_duplicates(key, keep=False)[[*key, "excess_return"]]
+    joined = arts.merge(lab.assign(datetime=pd.to_datetime(lab["datetime"])), on=key, how="inner")
+    rows = []
+    for name, score in scores.items():
+        d = joined.assign(score=joined["article_id"].map(score)).dropna(subset=["score"])
+        rho = spearmanr(d["score"], d["excess_return"]).statistic if len(d) > 2 else np.nan
+        t = rho * np.sqrt((len(d) - 2) / (1 - rho ** 2)) if abs(rho) < 1 else np.nan
+        third = d["score"].rank(pct=True)
+        spread = d.loc[third > 2 / 3, "excess_return"].mean() - d.loc[third <= 1 / 3, "excess_return"].mean()
+        rows.append({"signal": name, "articles": len(d), "spearman": rho, "t_stat": t, "t3_minus_t1": spread})
+    return pd.DataFrame(rows)
+
+
 def format_table(table: pd.DataFrame) -> str:
     """The table as Markdown (NaN shown as n/a)."""
     f = lambda v, fmt: "n/a" if v is None or not np.isfinite(v) else format(v, fmt)  # noqa: E731
@@ -95,8 +116,9 @@ def tfidf_features(head: Path, news: pd.DataFrame) -> pd.DataFrame:
     """The head's own TF-IDF baseline (trained on its rows) as article features: sentiment = P(pos) - P(neg)."""
     from gptquant.lm import metrics as M
     from gptquant.lm.baseline import Baseline
+    from gptquant.lm.headfile import BASELINE_JSON
 
-    base = Baseline.load(head / "baseline.json")
+    base = Baseline.load(head / BASELINE_JSON)
     p = np.exp(M.log_softmax(base.logits(news["text"].tolist())))
     return pd.DataFrame({"article_id": news["article_id"].to_numpy(), "sentiment": p[:, -1] - p[:, 0]})
 
@@ -127,7 +149,7 @@ def main() -> int:
     feats = {}
     for name, data in heads.items():
         head, bundle, scored = work / f"{name}_head", work / f"{name}_int8", work / f"{name}_2020.parquet"
-        if not (head / "baseline.json").is_file():
+        if not (head / "gptquant_sentiment.json").is_file():  # written last: the head is done
             cli("train", "sentiment", "--model", str(MODEL), *data, "--out", str(head), "--method", "hybrid",
                 "--threads", str(th), threads=th)
         if not bundle.is_dir():
@@ -155,8 +177,17 @@ def main() -> int:
     print(f"out of time: Astock news {TEST_FROM}..{TEST_END}, {len(news)} articles; Rank IC per session, "
           "open-to-open forward returns\n")
     print(format_table(table))
+    labels = pd.read_parquet(paths["labels"])
+    labels = labels[pd.to_datetime(labels["session"]) >= TEST_FROM]
+    scores = {n: f.set_index("article_id")[c] for n, (f, c) in signals.items()}
+    arts = article_table(scores, news, labels)
+    print(f"\nper article, out of time: score vs the entry session's open-to-close excess return over CSI 300 "
+          f"(the market head's own target)\n\n| signal | articles | Spearman | t-stat | top - bottom tercile |\n|---|---|---|---|---|")
+    for r in arts.itertuples(index=False):
+        print(f"| {r.signal} | {r.articles} | {r.spearman:+.4f} | {r.t_stat:+.2f} | {r.t3_minus_t1:+.4%} |")
     if args.out:
         Path(args.out).write_text(json.dumps({"table": table.to_dict(orient="records"), "split": split,
+                                              "articles": arts.to_dict(orient="records"),
                                               "analyses": results}, ensure_ascii=False, default=str), encoding="utf-8")
     print(f"(work files in {work})")
     return 0

@@ -115,3 +115,23 @@ def test_benchmark_table_reports_each_signal_s_rank_ic_with_its_sessions_and_nam
     assert row["q_spread"] > 0
     text = bench.format_table(table)
     assert text.count("\n") == 1 + len(table) and f"{row['rank_ic']:+.4f}" in text
+
+
+def test_benchmark_article_table_correlates_each_score_with_its_own_article_s_excess_return():
+    rng = np.random.default_rng(0)
+    n = 60
+    times = pd.date_range("2020-01-02 08:00", periods=n, freq="D")
+    news = pd.DataFrame({"article_id": np.arange(1, n + 1), "datetime": times,
+                         "instruments": [[f"{600000 + i:06d}.SH"] for i in range(n)]})
+    ex = rng.normal(0, 0.02, n)
+    labels = pd.DataFrame({"datetime": times.astype(str), "instrument": [f"{600000 + i:06d}.SH" for i in range(n)],
+                           "excess_return": ex})
+    labels = pd.concat([labels, labels.iloc[[0]].assign(excess_return=0.5)])  # an ambiguous pair: left out
+    ids = news["article_id"].to_numpy()
+    scores = {"right": pd.Series(ex, index=ids), "wrong": pd.Series(-ex, index=ids),
+              "partial": pd.Series(ex[: n // 2], index=ids[: n // 2])}
+    table = load_benchmark().article_table(scores, news, labels).set_index("signal")
+    assert table.loc["right", "spearman"] == pytest.approx(1.0) and table.loc["wrong", "spearman"] == pytest.approx(-1.0)
+    assert table.loc["right", "articles"] == n - 1 and table.loc["partial", "articles"] == n // 2 - 1
+    top, bottom = np.sort(ex[1:])[-20:].mean(), np.sort(ex[1:])[:19].mean()  # 59 ranks: pct > 2/3 and <= 1/3
+    assert table.loc["right", "t3_minus_t1"] == pytest.approx(top - bottom)
