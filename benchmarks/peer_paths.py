@@ -20,12 +20,13 @@ def timed(fn, *args) -> tuple[float, float]:
 
 
 def gptquant_path(kind: str, spec: dict):
-    """The Scorer as users run it; 'gptquant-batch' lifts the one-text-per-run rule of int8 bundles."""
+    """The Scorer as users run it; 'gptquant-batch' lifts the one-text-per-run rule of int8 bundles,
+    'gptquant-spin' lets onnxruntime's idle threads busy-wait (its default, off in the Scorer)."""
     import numpy as np
 
     from gptquant.runtime import Scorer
 
-    s = Scorer(spec["bundle"], threads=spec["threads"], batch_size=32)
+    s = Scorer(spec["bundle"], threads=spec["threads"], batch_size=32, spin=kind == "gptquant-spin")
     s.alone = s.alone and kind != "gptquant-batch"
     s.score(spec["texts"][:4])
 
@@ -143,7 +144,7 @@ def serve(kind: str, spec: dict, conn) -> None:
     """A path's process: build it once, then answer 'time' / 'logp' until 'stop'."""
     with contextlib.ExitStack() as stack:
         try:
-            if kind in ("gptquant", "gptquant-batch", "sentiment"):
+            if kind in ("gptquant", "gptquant-spin", "gptquant-batch", "sentiment"):
                 timer, logp = gptquant_path(kind, spec)
             elif kind == "gptquant-procs":
                 timer, logp = gptquant_procs_path(spec, stack)

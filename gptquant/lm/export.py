@@ -110,13 +110,16 @@ def _export_onnx(graph, path: Path, exporter: str) -> None:
 
 
 def quantize_int8(src: Path, dst: Path, vocab_size: int) -> None:
-    """Dynamic int8 quantisation of every MatMul/Gemm weight, checking the LM head got quantised too."""
+    """Dynamic int8 quantisation of every MatMul/Gemm weight, one scale per output column (per channel),
+    checking the LM head got quantised too."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    # per_channel: on gpt2-zh-fin-mini (64 texts) |dnll| mean 0.0202 -> 0.0162, entropy 0.0193 -> 0.0162, pooled max
+    # 0.047 -> 0.043 against torch fp32, rank buckets equal, speed within 1 %.
     # DefaultTensorType: shape inference cannot type the outputs of onnxruntime's fused ops (an optimized graph)
     quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm"],
-                     extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+                     per_channel=True, extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
     model = onnx.load(str(dst), load_external_data=False)
     inits = {i.name: tuple(i.dims) for i in model.graph.initializer}
     for node in model.graph.node:

@@ -57,7 +57,7 @@ class Scorer:
     """A verified bundle and one ORT session. `score(texts)` gives one feature row per text, in order."""
 
     def __init__(self, bundle_dir, threads: int | None = None, batch_size: int = 32, verify: bool = True,
-                 providers: list[str] | None = None, batch_tokens: int = 512):
+                 providers: list[str] | None = None, batch_tokens: int = 512, spin: bool = False):
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
@@ -94,6 +94,11 @@ class Scorer:
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if self.threads:
             opts.intra_op_num_threads = self.threads
+        # onnxruntime's idle intra-op threads busy-wait by default; on cores shared with other work (other agents,
+        # pool workers, Ray) a spinning thread holds a core its sibling needs: 2 threads under load average ~10 gave
+        # 366-626 tok/s spinning vs 943-1765 not (12x768 int8, tokens/CPU-second 1,018-1,086 vs 1,701-1,960).
+        # spin=True restores it for a machine that does nothing else.
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
         try:
             self.session = ort.InferenceSession(str(self.bundle_dir / B.MODEL_FILE), opts,
                                                 providers=providers or ["CPUExecutionProvider"])
