@@ -18,7 +18,9 @@ and timed in turn, round after round (best pass reported):
   torch fp32           the export's feature graph in eager torch, batches of 32 (timed in the first round only)
   int8 GEMM            onnxruntime MatMulInteger (u8 x s8), the model's own shapes: the machine's int8 ceiling
 
-Each path's share of the ceiling counts the FLOPs its forward pass needs from the shape (forward_flops). The
+Wall-clock tok/s is what a user gets; tok/CPU-s (tokens per CPU-second of the path's process, all its threads)
+is what stays comparable while other work shares the cores. Each path's share of the ceiling (on either basis)
+counts the FLOPs its forward pass needs from the shape (forward_flops). The
 per-token log-probs of gptquant, CTranslate2 and torch fp32 are compared (mean / max |delta|) to show the peer
 computes the same model.
 """
