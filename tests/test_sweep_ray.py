@@ -30,3 +30,18 @@ def test_ray_sweep_refuses_workers_of_another_gptquant_version(sweep_project, tm
     with pytest.raises(GptquantError, match=f"^this Ray worker runs gptquant {real}, the driver 9.9.9: "):
         run_sweep(sweep_project / "sweep.toml", tmp_path / "ray", engine="ray", workers=2, progress=False)
     assert not (tmp_path / "ray" / "sweep_results.parquet").exists()
+
+
+def test_ray_sweep_inputs_the_driver_cannot_read_are_one_error_before_any_task(sweep_project, tmp_path):
+    """The driver reads the data it ships: a missing bars file stops the sweep at once, naming the file,
+    instead of every task failing on a worker."""
+    import shutil
+
+    from gptquant.errors import GptquantError
+
+    project = tmp_path / "project"
+    shutil.copytree(sweep_project, project)
+    (project / "bars.csv").unlink()
+    with pytest.raises(GptquantError, match=r"^cannot load the sweep's inputs on the driver: bars: .*bars\.csv does not exist"):
+        run_sweep(project / "sweep.toml", tmp_path / "ray", engine="ray", workers=2, progress=False)
+    assert not list((tmp_path / "ray").glob("task-*.json"))
