@@ -108,6 +108,9 @@ def test_benchmark_table_reports_each_signal_s_rank_ic_with_its_sessions_and_nam
     row = table.iloc[0]
     s = results["s"]["ic_summary"]["rank_ic"]["1D"]
     assert row["rank_ic"] == s["mean"] > 0.3 and row["t_stat"] == pytest.approx(s["icir"] * np.sqrt(s["n"]))
+    assert row["t_every_h"] == pytest.approx(row["t_stat"])  # 1 session: no overlap to thin out
+    ic5 = pd.Series(results["s"]["ic"]["rank_ic"]["5D"]).sort_index().dropna().iloc[::5]
+    assert table.iloc[1]["t_every_h"] == pytest.approx(ic5.mean() / ic5.std() * np.sqrt(len(ic5)))
     assert abs(table.iloc[2]["rank_ic"]) < row["rank_ic"] / 3  # the planted signal, not noise, predicts returns
     assert row["names"] == 12 and row["sessions"] == s["n"]
     used = results["s"]["coverage"]
