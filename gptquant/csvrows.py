@@ -9,7 +9,9 @@ record that is ragged or malformed rejects its first line only and reading resum
 from __future__ import annotations
 
 import csv
+import gc
 from collections import deque
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from .encoding import iter_lines
@@ -121,3 +123,17 @@ def _names(fields: list[str]) -> list[str]:
             seen[name] = 0
         out.append(name)
     return out
+
+
+@contextmanager
+def gc_paused():
+    """The cyclic garbage collector off while a table's rows become Python objects (they form no cycles): its
+    passes over the growing heap made a 1M-row news read superlinear (a third of the time at 300k rows).
+    Also a decorator."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()

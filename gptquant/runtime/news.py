@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..csvrows import read_header
+from ..csvrows import gc_paused, read_header
 from ..encoding import iter_lines
 from ..errors import GptquantError
 from .dates import DATE_ORDERS, parse_datetimes as _parse_datetimes
@@ -26,6 +26,7 @@ CODE_COLUMNS = ("instrument", "instruments", "codes", "code")  # first one prese
 _BARE_CODE = re.compile(r"^\s*\d{6}\s*$")
 
 
+@gc_paused()
 def read_news(source, *, text_column: str | None = None, require_meta: bool = True,
               name: str | None = None, date_order: str | None = None,
               pre_rejects: pd.DataFrame | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
