@@ -63,6 +63,18 @@ def test_token_budget_bounds_every_batch_and_changes_no_row(synth_bundle):
         Scorer(synth_bundle, batch_tokens=0)
 
 
+def test_idle_threads_do_not_spin_unless_asked_and_rows_do_not_change(synth_bundle):
+    """On shared cores a busy-waiting onnxruntime thread holds a core its sibling needs, so the Scorer turns
+    spinning off; spin=True turns it back on, with the same rows."""
+    texts = texts_of([9, 2, 13])
+    quiet, spinning = Scorer(synth_bundle, threads=2), Scorer(synth_bundle, threads=2, spin=True)
+    key = "session.intra_op.allow_spinning"
+    assert quiet.session.get_session_options().get_session_config_entry(key) == "0"
+    assert spinning.session.get_session_options().get_session_config_entry(key) == "1"
+    np.testing.assert_allclose(quiet.score(texts)[FEATURES].to_numpy(float), spinning.score(texts)[FEATURES].to_numpy(float),
+                               rtol=1e-6, atol=1e-7)
+
+
 def test_features_match_the_per_token_outputs(synth_bundle):
     s = Scorer(synth_bundle)
     text = texts_of([6], seed=3)[0]
