@@ -12,7 +12,8 @@ Each is exported int8 and `gptquant score`s the Astock news of 2020 (never seen:
 (features.panel.build_panel, 09:30 cutoff, half-life 3) and the factor analysis (analysis.factor.analyze,
 open-to-open forward returns, 5 quantiles, sessions with >= 5 names) are the package's. Signals:
 each head's sentiment_ewm, the TF-IDF baseline trained on the same rows as each head (P(pos) - P(neg) through
-the same panel: what a quant would build), and nll_mean_ewm (the market head's LM statistic) for reference.
+the same panel: what a quant would build), and for reference nll_mean_ewm (the market head's LM statistic) and
+news_ewm (1 per article: the decayed news count, which nll_mean_ewm, a decayed sum of a positive number, mostly is).
 Labels use astock_prices plus astock_prices_event_windows (every news row gets a label); the Rank IC table is
 printed for two universes: the nightly's bars (astock_prices) and those plus the event windows. A second
 table correlates each article's own score with its out-of-time excess return (no panel, no carry).
@@ -177,6 +178,9 @@ def main() -> int:
     signals.update({f"tfidf ({n} labels) sentiment_ewm": (tfidf_features(work / f"{n}_head", news), "sentiment")
                     for n in heads})
     signals["nll_mean_ewm (reference)"] = (feats["market"], "nll_mean")
+    # nll_mean is positive (nats per token), so its decayed sum is largely a decayed news count: this row says how much
+    news_flow = pd.DataFrame({"article_id": news["article_id"].to_numpy(), "news": 1.0})
+    signals["news_ewm (reference: 1 per article)"] = (news_flow, "news")
     panels = {name: (build_panel(f[["article_id", col]], news, cutoff="09:30", aggregates=("ewm",), halflife=3,
                                  start=TEST_FROM, end=TEST_END), f"{col}_ewm") for name, (f, col) in signals.items()}
     tables, results = {}, {}
@@ -194,7 +198,7 @@ def main() -> int:
         print(format_table(table))
     labels = pd.read_parquet(paths["labels"])
     labels = labels[pd.to_datetime(labels["session"]) >= TEST_FROM]
-    scores = {n: f.set_index("article_id")[c] for n, (f, c) in signals.items()}
+    scores = {n.replace("_ewm", ""): f.set_index("article_id")[c] for n, (f, c) in signals.items() if c != "news"}
     arts = article_table(scores, news, labels)
     print(f"\nper article, out of time: score vs the entry session's open-to-close excess return over CSI 300 "
           f"(the market head's own target)\n\n| signal | articles | Spearman | t-stat | top - bottom tercile |\n|---|---|---|---|---|")
