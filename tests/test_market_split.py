@@ -138,3 +138,14 @@ def test_benchmark_article_table_correlates_each_score_with_its_own_article_s_ex
     assert table.loc["right", "articles"] == n - 1 and table.loc["partial", "articles"] == n // 2 - 1
     top, bottom = np.sort(ex[1:])[-20:].mean(), np.sort(ex[1:])[:19].mean()  # 59 ranks: pct > 2/3 and <= 1/3
     assert table.loc["right", "t3_minus_t1"] == pytest.approx(top - bottom)
+
+
+def test_time_split_keeps_a_labelled_table_s_own_labels():
+    df = label_table(60).drop(columns=["session", "exit_session"]).assign(
+        datetime=pd.date_range("2019-01-01", periods=60, freq="5D").astype(str), label=["利空", "中性", "利好"] * 20)
+    tr, va, info = time_split(df, "2019-06-01", time_column="datetime")
+    assert info["time_column"] == "datetime" and info["n_after"] == 0 and "down" not in info
+    assert tr["datetime"].max() < pd.Timestamp("2019-06-01") <= va["datetime"].min()
+    assert len(tr) + len(va) == len(df) and set(tr["label"]) == {"利空", "中性", "利好"}
+    with pytest.raises(GptquantError, match="must come after"):
+        time_split(df, "2019-06-01", "2019-05-01", time_column="datetime")
