@@ -143,3 +143,21 @@ def test_shared_astock_news_rows_all_accounted_for(shared_data):
     assert len(arts) + len(rej) == n_rows
     assert len(arts) > 0.99 * n_rows
     assert all(len(c) == 1 and c[0][-3:] in (".SH", ".SZ") for c in arts["instruments"])
+
+
+def test_reading_leaves_the_garbage_collector_as_it_was(tmp_path):
+    import gc
+
+    path = write_csv(tmp_path / "n.csv", [{"datetime": "2021-03-01 09:00", "text": ZH[0], "instrument": "600000"}])
+    assert gc.isenabled()
+    read_news(path)
+    assert gc.isenabled()
+    with pytest.raises(GptquantError):
+        read_news(tmp_path / "missing.csv")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        read_news(path)
+        assert not gc.isenabled()  # a caller that turned it off keeps it off
+    finally:
+        gc.enable()

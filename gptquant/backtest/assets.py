@@ -16,14 +16,24 @@ from ..text import normalize_code
 BIGQUANT_SUFFIX = {"SH": "SHA", "SZ": "SZA", "BJ": "BJA"}
 
 
+_SEEN: dict = {}  # str -> canonical code: a market's strategies ask for the same few thousand codes millions of times
+
+
 def canonical(code) -> str:
     """'600519.SHA' / Equity / '600519' -> '600519.SH'; a clear error for anything else."""
+    if type(code) is str:
+        hit = _SEEN.get(code)
+        if hit is not None:
+            return hit
     if isinstance(code, Equity):
         return str.__str__(code)
     try:
-        return normalize_code(code)
+        out = normalize_code(code)
     except ValueError as exc:
         raise GptquantError(str(exc)) from None
+    if type(code) is str and len(_SEEN) < 1 << 16:
+        _SEEN[code] = out
+    return out
 
 
 def spelled(code: str, style: str) -> str:

@@ -89,6 +89,9 @@ class BarData:
         return name
 
     def _feed(self, asset):
+        feed = self._feeds.get(asset) if type(asset) is str else None  # a canonical code: no parse (~1M calls a run)
+        if feed is not None:
+            return feed
         try:
             return self._feeds[canonical(asset)]
         except (GptquantError, KeyError):
