@@ -142,10 +142,9 @@ def convert_ct2(ckpt: Path, out: Path) -> dict | None:
 
     if not (out / "config.json").is_file():
         TransformersConverter(str(ckpt)).convert(str(out), quantization="int8", force=True)
-    policy = load_checkpoint(ckpt, with_model=False)
-    tok = policy.tokenizer
+    ck = load_checkpoint(ckpt, with_model=False)
     cfg = json.loads((out / "config.json").read_text())
-    cfg.update(bos_token=tok.id_to_token(policy.policy.bos_id), eos_token=tok.id_to_token(policy.policy.eos_id))
+    cfg.update(bos_token=ck.tokenizer.id_to_token(ck.policy.bos_id), eos_token=ck.tokenizer.id_to_token(ck.policy.eos_id))
     (out / "config.json").write_text(json.dumps(cfg, indent=2))
     return cfg
 
@@ -172,7 +171,10 @@ class Worker:
         return value
 
     def stop(self) -> None:
-        self.conn.send("stop")
+        try:
+            self.conn.send("stop")
+        except OSError:  # it already ended (its error is being reported)
+            pass
         self.proc.join(30)
 
 
@@ -186,7 +188,8 @@ def main() -> None:
     ap.add_argument("--ct2-batch", type=int, default=1024, help="CTranslate2 max_batch_size in tokens")
     ap.add_argument("--no-sentiment", action="store_true", help="skip the P-tuned head and its sentiment-only bundle")
     ap.add_argument("--no-torch", action="store_true", help="skip torch fp32 (the slowest path)")
-    ap.add_argument("--work", help="keep checkpoint, bundles and CT2 model here and reuse them (default: a temp dir)")
+    ap.add_argument("--work", help="keep checkpoint, bundles and CT2 model here and reuse them as they are (default: a temp dir); "
+                    "empty it after changing the exporter or --max-length")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="gptquant-peers-") as tmp:
         work = Path(args.work or tmp)
