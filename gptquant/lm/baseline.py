@@ -15,6 +15,7 @@ from ..text import normalize_text
 NGRAMS = (1, 3)
 MAX_FEATURES = 100_000
 C_GRID = (0.3, 1.0, 3.0, 10.0, 30.0)
+CLASS_WEIGHTS = (None, "balanced")  # tuned too: "balanced" is worth ~2 macro-F1 points on FinFE's skewed labels
 
 
 class Baseline:
@@ -55,7 +56,8 @@ def _vectorizer(**kw):
 
 
 def train_baseline(texts, y, labels: list[str], val_texts=None, val_y=None, seed: int = 0) -> Baseline:
-    """Fit on the training split; C is chosen by validation macro-F1 when a validation split is given."""
+    """Fit on the training split; C and the class weighting are chosen by validation macro-F1 when a
+    validation split is given, so every head is reported beside the strongest simple baseline."""
     from sklearn.linear_model import LogisticRegression
 
     from .metrics import classification_report
@@ -63,10 +65,11 @@ def train_baseline(texts, y, labels: list[str], val_texts=None, val_y=None, seed
     vec = _vectorizer(max_features=MAX_FEATURES)
     x = vec.fit_transform([normalize_text(t) for t in texts])
     best = None
-    grid = C_GRID if val_texts is not None and len(val_texts) else (10.0,)
-    xv = vec.transform([normalize_text(t) for t in val_texts]) if len(grid) > 1 else None
-    for C in grid:
-        clf = LogisticRegression(C=C, max_iter=2000, random_state=seed).fit(x, y)
+    tuned = val_texts is not None and len(val_texts)
+    grid = [(C, w) for w in CLASS_WEIGHTS for C in C_GRID] if tuned else [(10.0, None)]
+    xv = vec.transform([normalize_text(t) for t in val_texts]) if tuned else None
+    for C, weight in grid:
+        clf = LogisticRegression(C=C, max_iter=2000, class_weight=weight, random_state=seed).fit(x, y)
         score = classification_report(val_y, clf.predict_proba(xv), labels)["macro_f1"] if xv is not None else 0.0
         if best is None or score > best[0]:
             best = (score, C, clf)

@@ -16,7 +16,7 @@ from . import metrics as M
 N_MAX = 3
 DIM = 1 << 18
 PROBE_C = (0.03, 0.1, 0.3)
-C_GRID = (10.0, 30.0, 100.0)
+C_GRID = (1.0, 3.0, 10.0, 30.0, 100.0)
 W_GRID = (0.0, 0.3, 1.0)  # the GPT block's weight; C is searched at the first
 FOLDS = 5
 
