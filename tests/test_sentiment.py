@@ -173,3 +173,25 @@ def test_cli_trains_then_evaluates_beside_the_baseline(tiny_checkpoint, data_csv
     assert {k: v["n"] for k, v in r.items()} == {"m (linear)": 40, "m (tfidf baseline)": 40}
     assert main(["train", "sentiment", "--model", str(tiny_checkpoint), "--data", str(data_csv), "--out",
                  str(tmp_path / "x"), "--method", "ptuning", "--verbalizer", "negative=跌"]) == 2  # a label without a token
+
+
+def test_tfidf_baseline_tunes_class_weighting_on_skewed_labels(monkeypatch):
+    """The baseline every head is reported beside is tuned as a quant would tune it: on skewed labels,
+    choosing the class weighting on validation beats tuning C alone."""
+    from gptquant.lm import baseline as B
+    from gptquant.lm import metrics as M
+
+    rng = np.random.default_rng(0)
+    words = {0: "跌亏崩", 1: "涨赚好"}
+
+    def rows(n, p_pos):
+        y = (rng.random(n) < p_pos).astype(int)
+        noise = lambda: "".join(rng.choice(list("的了是在股票市场今天公司"), 6))  # noqa: E731
+        return [noise() + (rng.choice(list(words[k])) if rng.random() < 0.6 else "") + noise() for k in y], y
+
+    (tx, ty), (vx, vy) = rows(400, 0.9), rows(200, 0.9)
+    f1 = lambda b: M.classification_report(vy, np.exp(M.log_softmax(b.logits(vx))), ["neg", "pos"])["macro_f1"]  # noqa: E731
+    tuned = f1(B.train_baseline(tx, ty, ["neg", "pos"], vx, vy))
+    monkeypatch.setattr(B, "CLASS_WEIGHTS", (None,))
+    plain = f1(B.train_baseline(tx, ty, ["neg", "pos"], vx, vy))
+    assert tuned > plain
