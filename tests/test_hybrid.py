@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from gptquant.errors import GptquantError
-from gptquant.runtime.hybrid import HybridHead, ngram_rows
+from gptquant.runtime.hybrid import HybridHead, log_softmax, ngram_rows
 
 from conftest import labelled
 
@@ -51,10 +51,27 @@ def fitted():
 
 def test_numpy_scoring_equals_the_fitted_scikit_learn_model(fitted):
     head, info, vids, vdense, vy = fitted
-    np.testing.assert_allclose(head.logits(vids, vdense), info["sklearn_val_logits"], atol=1e-9)
+    np.testing.assert_allclose(log_softmax(head.logits(vids, vdense)), info["sklearn_val_logprobs"], atol=1e-9)
     assert info["validation"]["macro_f1"] > 0.6  # the planted signal is found (chance ~0.33)
     p = np.exp(head.logprobs(vids, vdense))
     np.testing.assert_allclose(p.sum(1), 1.0, atol=1e-12)
+
+
+def test_two_labels_fit_and_score_like_scikit_learn():
+    """A binary task (FinNSP: negative / not negative) trains and scores: scikit-learn keeps one row of
+    coefficients for two classes, the head keeps both."""
+    from gptquant.lm.hybrid import fit_hybrid
+
+    def binary(n, seed):
+        ids, dense, y = _synthetic(n, seed)
+        keep = y < 2
+        return [i for i, k in zip(ids, keep) if k], dense[keep], y[keep]
+
+    ids, dense, y = binary(240, 0)
+    vids, vdense, vy = binary(120, 1)
+    head, info = fit_hybrid(ids, dense, y, vids, vdense, vy, LABELS[:2], [("pooled", 6)], dim=1 << 12)
+    np.testing.assert_allclose(log_softmax(head.logits(vids, vdense)), info["sklearn_val_logprobs"], atol=1e-9)
+    assert head.logprobs(vids, vdense).shape == (len(vy), 2) and info["validation"]["macro_f1"] > 0.6
 
 
 def test_saved_head_loads_back_and_bad_files_are_refused(fitted, tmp_path):

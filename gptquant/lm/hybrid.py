@@ -53,6 +53,12 @@ def _coef(clf, k):
     return _full_coef(clf, k)
 
 
+def _logits(clf, x, k) -> np.ndarray:
+    """[n, k] logits, also for two labels (where scikit-learn's decision_function gives one column)."""
+    w, b = _coef(clf, k)
+    return np.asarray(x @ w.T) + b
+
+
 def fit_hybrid(train_ids, train_dense, y_train, val_ids, val_dense, y_val, labels, dense_names, *,
                max_tokens: int = 256, seed: int = 0, dim: int = DIM, log=None):
     """(HybridHead, report). `*_dense` are [n, width] GPT features made of the blocks `dense_names`
@@ -73,7 +79,7 @@ def fit_hybrid(train_ids, train_dense, y_train, val_ids, val_dense, y_val, label
     probes = []
     for C in PROBE_C:
         clf = _logreg(C, seed).fit(zt, y_train)
-        probes.append((f1(y_val, clf.decision_function(zv)), C, clf))
+        probes.append((f1(y_val, _logits(clf, zv, k)), C, clf))
         grid.append({"stage": "probe", "C": C, "val_macro_f1": probes[-1][0]})
         say(f"hybrid probe C={C}: validation macro-F1 {probes[-1][0]:.4f}")
     probe_f1, probe_C, probe = max(probes, key=lambda t: t[0])
@@ -93,7 +99,7 @@ def fit_hybrid(train_ids, train_dense, y_train, val_ids, val_dense, y_val, label
 
     def fit(C, w):
         clf = _logreg(C, seed).fit(_design(xt, gt, w), y_train)
-        score = f1(y_val, clf.decision_function(_design(xv, gv, w)))
+        score = f1(y_val, _logits(clf, _design(xv, gv, w), k))
         fits.append((score, -w, C, clf))
         grid.append({"stage": "hybrid", "C": C, "w": w, "val_macro_f1": score})
         say(f"hybrid C={C} GPT weight {w}: validation macro-F1 {score:.4f}")
@@ -114,8 +120,8 @@ def fit_hybrid(train_ids, train_dense, y_train, val_ids, val_dense, y_val, label
     spec["temperature"] = head.temperature = float(M.fit_temperature(head.logits(val_ids, dv), y_val))
     report = M.classification_report(y_val, np.exp(head.logprobs(val_ids, dv)), labels)
     ngram_only = max((t[0] for t in fits if t[1] == 0), default=None)
-    sk_logits = clf.decision_function(_design(xv, gv, w))  # what scikit-learn itself says (tests compare)
-    return head, {"validation": report, "sklearn_val_logits": sk_logits, "C": C, "gpt_weight": w, "probe_val_macro_f1": probe_f1,
+    sk_logprobs = clf.predict_log_proba(_design(xv, gv, w))  # what scikit-learn itself says (tests compare)
+    return head, {"validation": report, "sklearn_val_logprobs": sk_logprobs, "C": C, "gpt_weight": w, "probe_val_macro_f1": probe_f1,
                   "ngram_only_val_macro_f1": ngram_only, "grid": grid}
 
 
@@ -173,7 +179,7 @@ def train_hybrid(ckpt, tr_texts, tr_y, val_texts, val_y, labels, out_dir, *, max
                             np.hstack([bv[c] for c in cols]), np.asarray(val_y), labels, names,
                             max_tokens=max_tokens, seed=seed, log=log)
     head.save(out_dir)
-    info.pop("sklearn_val_logits")
+    info.pop("sklearn_val_logprobs")
     return head, info, head.logits(ids_v, np.hstack([bv[c] for c in cols]))
 
 
