@@ -145,12 +145,17 @@ def benchmark_returns(benchmark, benchmark_data, strat, root=None) -> pd.Series 
     return benchmark_on(benchmark, benchmark_data, pd.DatetimeIndex([d for d, *_ in strat.analyzers.gptquant.days]), root)
 
 
+def benchmark_source(benchmark_data, root=None):
+    """Where a run's benchmark closes come from: [data] benchmark_data (a file, folder or frame), else the
+    data root's index folder."""
+    return benchmark_data if benchmark_data is not None else data_root(root) / "index"
+
+
 def benchmark_on(benchmark, benchmark_data, days: pd.DatetimeIndex, root=None) -> pd.Series | None:
     """Benchmark daily returns on the given sessions (the vector engine's, or a run's recorded ones)."""
     if not len(days):
         return None
-    source = benchmark_data if benchmark_data is not None else data_root(root) / "index"
-    closes = load_benchmark(source, benchmark, start=days[0] - timedelta(days=20), end=days[-1])
+    closes = load_benchmark(benchmark_source(benchmark_data, root), benchmark, start=days[0] - timedelta(days=20), end=days[-1])
     rets = closes.pct_change(fill_method=None)
     missing = days.difference(closes.index)
     if len(missing) or (closes.index < days[0]).sum() == 0:

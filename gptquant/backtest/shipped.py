@@ -20,7 +20,8 @@ def ship(config: dict, base: Path) -> tuple[dict, dict]:
     """(config for the tasks, {bars, panel, benchmark, module}) with every file of `config` read here."""
     import pandas as pd
 
-    from ..market.prices import data_root, load_bars, load_benchmark
+    from ..market.prices import load_bars, load_benchmark
+    from .engine import benchmark_source
     from .job import load_inputs, module_from_source, strategy_source
 
     spec = config["strategy"]["module"]
@@ -36,7 +37,7 @@ def ship(config: dict, base: Path) -> tuple[dict, dict]:
         code = data.get("benchmark", "000300.SH")
         bench = None
         if code:
-            where = resolve_path(base, data["benchmark_data"]) if "benchmark_data" in data else data_root() / "index"
+            where = benchmark_source(resolve_path(base, data["benchmark_data"]) if "benchmark_data" in data else None)
             bench = load_benchmark(where, code).rename("close").reset_index()
     except GptquantError as exc:
         raise GptquantError(f"cannot load the sweep's inputs on the driver: {exc}") from None

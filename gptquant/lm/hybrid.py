@@ -88,8 +88,7 @@ def fit_hybrid(train_ids, train_dense, y_train, val_ids, val_dense, y_val, label
     folds = min(FOLDS, int(np.bincount(y_train).min()))
     if folds >= 2:
         for a, b in StratifiedKFold(folds, shuffle=True, random_state=seed).split(zt, y_train):
-            w_, b_ = _coef(_logreg(probe_C, seed).fit(zt[a], y_train[a]), k)
-            gt[b] = M.log_softmax(zt[b] @ w_.T + b_)
+            gt[b] = M.log_softmax(_logits(_logreg(probe_C, seed).fit(zt[a], y_train[a]), zt[b], k))
     else:  # too few rows per class to cross-fit: the in-sample probe
         gt = M.log_softmax(zt @ pw.T + pb)
     gv = M.log_softmax(zv @ pw.T + pb)
