@@ -60,6 +60,18 @@ def split(df: pd.DataFrame, groups: np.ndarray):
     return pick(train), pick(valid), pick(test)
 
 
+def write_split(ds: str, work: Path, limit: int | None = None):
+    """The fixed split written as work/<ds>-{train,valid,test}.csv: (paths by part, frames); `limit`: a smoke
+    run's sample of at most that many rows per part."""
+    frames = split(*load(ds))
+    if limit:
+        frames = tuple(f.sample(min(len(f), limit), random_state=0) for f in frames)
+    paths = {part: work / f"{ds}-{part}.csv" for part in ("train", "valid", "test")}
+    for path, frame in zip(paths.values(), frames):
+        frame.to_csv(path, index=False)
+    return paths, frames
+
+
 def cross_validate(ds: str, k: int, threads: int) -> dict:
     """Paired K-fold comparison of the hybrid head with TF-IDF: GPT features computed once for every row;
     per fold the hybrid and the tuned TF-IDF choose their settings on an inner validation split of the
@@ -162,13 +174,7 @@ def main() -> int:
     results = {}
     work = Path(tempfile.mkdtemp(prefix="gptquant-sentq-"))
     for ds in args.datasets.split(","):
-        train, valid, test = split(*load(ds))
-        if args.limit:
-            train, valid, test = (f.sample(min(len(f), args.limit), random_state=0) for f in (train, valid, test))
-        paths = {}
-        for part, frame in (("train", train), ("valid", valid), ("test", test)):
-            paths[part] = work / f"{ds}-{part}.csv"
-            frame.to_csv(paths[part], index=False)
+        paths, (train, valid, test) = write_split(ds, work, args.limit)
         print(f"\n== {ds}: train {len(train)}, validation {len(valid)}, test {len(test)} rows", flush=True)
         res = results[ds] = {"rows": {"train": len(train), "valid": len(valid), "test": len(test)}}
         tr_t, tr_y, labels = read_labelled(paths["train"])

@@ -346,6 +346,14 @@ def labelled(n=150, seed=0, names=None) -> pd.DataFrame:
                          "label": [names[k] for k in y]})
 
 
+@pytest.fixture(scope="module")
+def data_csv(tmp_path_factory):
+    """labelled() as a CSV table for `train sentiment`."""
+    path = tmp_path_factory.mktemp("sent") / "train.csv"
+    labelled().to_csv(path, index=False)
+    return path
+
+
 # ---- a nightly on a tiny generated world ------------------------------------------------------------
 
 FAILING = '''

@@ -23,13 +23,6 @@ from gptquant.runtime.scorer import Scorer  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def data_csv(tmp_path_factory):
-    path = tmp_path_factory.mktemp("sent") / "train.csv"
-    labelled().to_csv(path, index=False)
-    return path
-
-
-@pytest.fixture(scope="module")
 def ptuned(tiny_checkpoint, data_csv, tmp_path_factory):
     out = tmp_path_factory.mktemp("pt") / "model"
     summary = S.train_sentiment(tiny_checkpoint, data_csv, out, "ptuning", steps=10, eval_every=5, batch=8,

@@ -7,7 +7,8 @@ pretrain     causal-LM (continued) pretraining
 generate     sampling from a checkpoint
 data         labelled tables: reading, label order, splits, K-shot samples
 heads        the sentiment heads (P-tuning, fine-tune, linear probe) as nn.Modules; running them in batches
-verbalizers  choosing one label word per class for P-tuning
+verbalizers  one label word per class for P-tuning (fixed or heuristic) and the anchor words
+label_search --verbalizer search: label words chosen among candidates on validation macro-F1
 trainloop    optimiser step and resumable state (shared with pretrain); the heads' early-stopping loop
 sentiment    train_sentiment: split, fit a head and the baseline, write the checkpoint
 auto         --method auto: every head on one split, the best by validation macro-F1

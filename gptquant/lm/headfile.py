@@ -112,5 +112,5 @@ def bundle_head(model_dir, ckpt):
     if meta["method"] == "ptuning":
         head.bake()
     heads["sentiment"] = {k: meta[k] for k in ("method", "labels", "temperature", "verbalizers", "n_prefix",
-                                                "n_suffix", "validation") if k in meta}
+                                                "n_suffix", "anchor", "validation") if k in meta}
     return head, list(meta["labels"]), heads

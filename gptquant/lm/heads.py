@@ -3,10 +3,14 @@ linear probe, plus running a head over token ids in batches.
 
 P-tuning ("GPT Understands, Too", Liu et al. 2021): the LM stays frozen; a prompt encoder (bi-LSTM +
 two-layer ReLU MLP) turns trainable pseudo-token seeds into continuous prompt embeddings placed around
-the text — [BOS] P1..Pa text P(a+1)..P(a+b) — and the class is read at the last prompt position through
-one verbalizer token per label (the LM head's rows for those tokens). Padding sits between the text and
-the suffix prompt; the attention mask and cumulative position ids make that exact, so one batched pass
-serves any text length. At export the prompt is constant, so it is computed once and baked in.
+the text — [BOS] P1..Pa text P(a+1)..P(a+b) [anchor] — and the class is read at the last position through
+one verbalizer token per label (the LM head's rows for those tokens). The optional anchor is the paper's
+fixed task words (e.g. "这条消息对股价是"), real token embeddings that are never trained. It sits last, right
+before the readout: there the LM's own next-token habit (cue -> 跌/涨) does the reading, the same cue the
+label-word search scores candidates with (label_search.py), and the pseudo tokens in front of it are free to
+steer it. Padding sits between the text and the suffix prompt; the attention mask and cumulative position
+ids make that exact, so one batched pass serves any text length. At export the prompt is constant, so it is
+computed once and baked in; the anchor ids are constants of the graph.
 """
 from __future__ import annotations
 
@@ -31,7 +35,7 @@ def positions(attention_mask):
 class PTuningHead(nn.Module):
     """Frozen LM + prompt encoder; class log-probs from the verbalizer rows at the last position."""
 
-    def __init__(self, lm, verb_w, n_prefix: int, n_suffix: int, max_text: int):
+    def __init__(self, lm, verb_w, n_prefix: int, n_suffix: int, max_text: int, anchor_ids=()):
         super().__init__()
         hidden = verb_w.shape[1]
         self.lm = lm  # shared with the feature graph; never trained
@@ -41,6 +45,7 @@ class PTuningHead(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, hidden))
         self.register_buffer("verb_w", verb_w.detach().clone())
         self.register_buffer("temperature", torch.ones(()))
+        self.anchor_ids = torch.tensor(list(anchor_ids), dtype=torch.long)  # fixed words, not a saved tensor
         self.baked = None
 
     def prompts(self):
@@ -62,11 +67,13 @@ class PTuningHead(nn.Module):
         b = input_ids.shape[0]
         emb = self.lm.wte(input_ids)
         pre = p[: self.n_prefix].unsqueeze(0).expand(b, -1, -1)
-        suf = p[self.n_prefix:].unsqueeze(0).expand(b, -1, -1)
-        x = torch.cat([emb[:, :1], pre, emb[:, 1:], suf], dim=1)
+        suf = p[self.n_prefix:]
+        if len(self.anchor_ids):
+            suf = torch.cat([suf, self.lm.wte(self.anchor_ids)], dim=0)
+        x = torch.cat([emb[:, :1], pre, emb[:, 1:], suf.unsqueeze(0).expand(b, -1, -1)], dim=1)
         ones = attention_mask.new_ones
         m = torch.cat([attention_mask[:, :1], ones((b, self.n_prefix)), attention_mask[:, 1:],
-                       ones((b, self.n_suffix))], dim=1)
+                       ones((b, suf.shape[0]))], dim=1)
         h = self.lm(inputs_embeds=x, attention_mask=m, position_ids=positions(m), use_cache=False).last_hidden_state
         return h[:, -1] @ self.verb_w.t()
 
@@ -125,8 +132,10 @@ def build_head(meta: dict, model):
     hidden = int(model.config.n_embd)
     if meta["method"] == "ptuning":
         ids = torch.tensor(meta["verbalizer_ids"], dtype=torch.long)
-        max_text = int(model.config.n_positions) - meta["n_prefix"] - meta["n_suffix"]
-        return PTuningHead(model.transformer, model.lm_head.weight[ids], meta["n_prefix"], meta["n_suffix"], max_text)
+        anchor = meta.get("anchor_ids") or []
+        max_text = int(model.config.n_positions) - meta["n_prefix"] - meta["n_suffix"] - len(anchor)
+        return PTuningHead(model.transformer, model.lm_head.weight[ids], meta["n_prefix"], meta["n_suffix"], max_text,
+                           anchor)
     if meta["method"] == "finetune":
         return FinetuneHead(copy.deepcopy(model.transformer), k)
     if meta["method"] == "linear":

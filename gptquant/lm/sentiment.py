@@ -77,14 +77,16 @@ def train_sentiment(model_dir, data, out_dir, method: str = "auto", *, labels=No
                     label_column=None, term_column=None, valid=None, valid_frac: float = 0.1, shots: int | None = None,
                     steps: int | None = None, batch: int = 16, lr: float | None = None, max_length: int = 128,
                     seed: int = 0, eval_every: int | None = None, patience: int = 6, n_prefix: int = 3,
-                    n_suffix: int = 3, verbalizers: dict | None = None, resume: bool = True, progress: bool = True,
-                    threads: int | None = None, baseline: bool = True, test=None, methods=None,
+                    n_suffix: int = 3, verbalizers: dict | str | None = None, anchor: str | None = None,
+                    resume: bool = True, progress: bool = True, threads: int | None = None, baseline: bool = True, test=None, methods=None,
                     budget_minutes: float | None = None, budget_s: float | None = None) -> dict:
     """Train a sentiment head (and the TF-IDF baseline on the same split) and write a checkpoint
     directory `out_dir` that `gptquant export` turns into a bundle with sent_* columns. Returns a summary
     with validation metrics for the head and the baseline. method "auto" trains every method on the same
     split and keeps the best (lm.auto); `test` (a labelled table) adds test figures to its table. Gradient
-    methods without `steps` get a budget from the data size (lm.auto.budget)."""
+    methods without `steps` get a budget from the data size (lm.auto.budget). P-tuning: `anchor` adds fixed
+    task words at the end of the template (heads.py); `verbalizers` is label->word pairs, None (跌/平/涨 for a
+    known label order, else a heuristic) or "search" (label_search.py: chosen on validation rows)."""
     torch = require("torch", "train", "training a sentiment head")
     from .baseline import train_baseline
     from .checkpoint import load_checkpoint
@@ -105,8 +107,8 @@ def train_sentiment(model_dir, data, out_dir, method: str = "auto", *, labels=No
         def train_one(m, train_df, valid_df, sub, **kw):
             return train_sentiment(model_dir, train_df, sub, m, labels=labels, valid=valid_df, batch=batch, lr=lr,
                                    max_length=max_length, seed=seed, patience=patience, n_prefix=n_prefix,
-                                   n_suffix=n_suffix, verbalizers=verbalizers, resume=resume, progress=progress,
-                                   baseline=False, **kw)
+                                   n_suffix=n_suffix, verbalizers=verbalizers, anchor=anchor, resume=resume,
+                                   progress=progress, baseline=False, **kw)
 
         tests = None
         if test is not None:
@@ -119,7 +121,13 @@ def train_sentiment(model_dir, data, out_dir, method: str = "auto", *, labels=No
     model = ckpt.model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
-    max_length = int(min(max_length, ckpt.config.get("n_positions", max_length) - n_prefix - n_suffix))
+    anchor_ids = []
+    if method == "ptuning" and anchor:
+        from .verbalizers import encode_anchor
+
+        anchor_ids = encode_anchor(ckpt, anchor)
+    room = ckpt.config.get("n_positions", max_length) - n_prefix - n_suffix - len(anchor_ids)
+    max_length = int(min(max_length, room))
     tr_ids, va_ids = encode_ids(ckpt, tr_texts, max_length), encode_ids(ckpt, vt, max_length)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -136,10 +144,18 @@ def train_sentiment(model_dir, data, out_dir, method: str = "auto", *, labels=No
         head, fit = _fit_linear(model, meta, tr_ids, tr_y, va_ids, vy, labels, pad, seed, progress)
     else:
         if method == "ptuning":
-            words = choose_verbalizers(ckpt, tr_texts, tr_y, labels, verbalizers, max_length, seed=seed)
+            if verbalizers == "search":
+                from .label_search import search_verbalizers
+
+                words, meta["verbalizer_search"] = search_verbalizers(ckpt, tr_texts, tr_y, vt, vy, labels,
+                                                                      max_length=max_length, seed=seed,
+                                                                      anchor_ids=anchor_ids)
+            else:
+                words = choose_verbalizers(ckpt, tr_texts, tr_y, labels, verbalizers, max_length, seed=seed,
+                                           anchor_ids=anchor_ids)
             vocab = ckpt.tokenizer.get_vocab()
             meta.update(verbalizers=dict(zip(labels, words)), verbalizer_ids=[vocab[w] for w in words],
-                        n_prefix=int(n_prefix), n_suffix=int(n_suffix))
+                        n_prefix=int(n_prefix), n_suffix=int(n_suffix), anchor=anchor or "", anchor_ids=anchor_ids)
             if n_suffix < 1:
                 raise GptquantError("P-tuning needs at least one suffix prompt token (the readout position)")
             head = build_head(meta, model)

@@ -44,7 +44,10 @@ def configure(verb: str, parser) -> None:
         p.add_argument("--eval-every", type=int, help="steps between validation checks (default: 4 per epoch)")
         p.add_argument("--patience", type=int, default=6, help="evaluations without improvement before stopping")
         p.add_argument("--prompt", default="3,3", help="P-tuning template: pseudo tokens before,after the text")
-        p.add_argument("--verbalizer", help="label=token pairs, e.g. 利空=跌,中性=平,利好=涨 (default: chosen automatically)")
+        p.add_argument("--verbalizer", help="label=token pairs, e.g. 利空=跌,中性=平,利好=涨; 'search': chosen among "
+                       "candidates by validation macro-F1 (default: 跌/平/涨 for a known label order, else a heuristic)")
+        p.add_argument("--anchor", metavar="TEXT", help="P-tuning: fixed task words at the end of the template, "
+                       "right before the readout (e.g. 这条消息对股价是; default: none)")
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--threads", type=int)
         p.add_argument("--no-resume", action="store_true")
@@ -95,6 +98,8 @@ def configure(verb: str, parser) -> None:
 def _pairs(text: str | None) -> dict | None:
     if not text:
         return None
+    if text.strip() == "search":
+        return "search"
     out = {}
     for part in text.split(","):
         if "=" not in part:
@@ -118,7 +123,8 @@ def _train_sentiment(args) -> int:
         text_column=args.text_column, label_column=args.label_column, term_column=args.term_column, valid=valid,
         valid_frac=args.valid_frac, shots=args.shots, steps=args.steps, batch=args.batch, lr=args.lr,
         max_length=args.max_length, seed=args.seed, eval_every=args.eval_every, patience=args.patience,
-        n_prefix=n_prefix, n_suffix=n_suffix, verbalizers=_pairs(args.verbalizer), resume=not args.no_resume,
+        n_prefix=n_prefix, n_suffix=n_suffix, verbalizers=_pairs(args.verbalizer), anchor=args.anchor,
+        resume=not args.no_resume,
         threads=args.threads, test=args.test, methods=args.methods.split(",") if args.methods else None,
         budget_minutes=args.budget_minutes)
     if "auto" in summary:
