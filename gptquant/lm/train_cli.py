@@ -47,7 +47,7 @@ def configure(verb: str, parser) -> None:
         p.add_argument("--verbalizer", help="label=token pairs, e.g. 利空=跌,中性=平,利好=涨; 'search': chosen among "
                        "candidates by validation macro-F1 (default: 跌/平/涨 for a known label order, else a heuristic)")
         p.add_argument("--anchor", metavar="TEXT", help="P-tuning: fixed task words at the end of the template, "
-                       "right before the readout (e.g. 这条消息对股价是; default: none)")
+                       "right before the readout (e.g. 这条消息对股价是; default: none, which measured best on FinFE)")
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--threads", type=int)
         p.add_argument("--no-resume", action="store_true")
