@@ -51,3 +51,24 @@ def test_a_method_projected_past_its_budget_is_skipped_and_the_table_says_so(tin
                           budget_minutes=1e-6, max_length=40, progress=False)
     assert s["method"] == "linear"
     assert "projected" in s["auto"]["table"]["finetune"]["skipped"]
+
+
+def test_a_finished_method_is_trained_again_when_its_rows_or_settings_change(tiny_checkpoint, tables, tmp_path):
+    """Reuse is keyed: a head trained on other rows or with other settings is never passed off as this run's."""
+    import pandas as pd
+
+    out = tmp_path / "m"
+    kw = dict(methods=["linear"], valid_frac=0.3, progress=False)
+    head = out / ".auto" / "linear" / HEAD_JSON
+    S.train_sentiment(tiny_checkpoint, tables / "train.csv", out, max_length=40, **kw)
+    first = json.loads(head.read_text())
+    stamp = head.stat().st_mtime_ns
+    S.train_sentiment(tiny_checkpoint, tables / "train.csv", out, max_length=40, **kw)
+    assert head.stat().st_mtime_ns == stamp  # same rows, same settings: reused
+    pd.read_csv(tables / "train.csv").iloc[:-10].to_csv(tmp_path / "fewer.csv", index=False)
+    S.train_sentiment(tiny_checkpoint, tmp_path / "fewer.csv", out, max_length=40, **kw)
+    second = json.loads(head.read_text())
+    assert second["n_train"] + second["n_valid"] == first["n_train"] + first["n_valid"] - 10
+    S.train_sentiment(tiny_checkpoint, tmp_path / "fewer.csv", out, max_length=32, **kw)
+    assert json.loads(head.read_text())["max_length"] == 32
+    assert json.loads((out / HEAD_JSON).read_text())["max_length"] == 32  # and OUT holds the new head

@@ -41,17 +41,23 @@ def _synthetic(n, seed):
 @pytest.fixture(scope="module")
 def fitted():
     pytest.importorskip("sklearn")
-    from gptquant.lm.hybrid import fit_hybrid
+    from gptquant.lm import hybrid as H
 
     ids, dense, y = _synthetic(240, 0)
     vids, vdense, vy = _synthetic(90, 1)
-    head, info = fit_hybrid(ids, dense, y, vids, vdense, vy, LABELS, [("pooled", 6)], dim=1 << 12)
+    mp = pytest.MonkeyPatch()
+    mp.setattr(H, "NB_W", (1.0,))  # the NB-LR view always in, so its files and scoring are exercised
+    head, info = H.fit_hybrid(ids, dense, y, vids, vdense, vy, LABELS, [("pooled", 6)], dim=1 << 12)
+    mp.undo()
+    assert head.spec["nb"]["weight"] == 1.0
     return head, info, vids, vdense, vy
 
 
 def test_numpy_scoring_equals_the_fitted_scikit_learn_model(fitted):
     head, info, vids, vdense, vy = fitted
-    np.testing.assert_allclose(log_softmax(head.logits(vids, vdense)), info["sklearn_val_logprobs"], atol=1e-9)
+    np.testing.assert_allclose(log_softmax(head.main_logits(vids, vdense)), info["sklearn_val_logprobs"], atol=1e-9)
+    # both views from token ids in the runtime's loop equal the training path's sparse matrices
+    np.testing.assert_allclose(head.logits(vids, vdense), info["val_logits"], atol=1e-9)
     assert info["validation"]["macro_f1"] > 0.6  # the planted signal is found (chance ~0.33)
     p = np.exp(head.logprobs(vids, vdense))
     np.testing.assert_allclose(p.sum(1), 1.0, atol=1e-12)
@@ -70,7 +76,8 @@ def test_two_labels_fit_and_score_like_scikit_learn():
     ids, dense, y = binary(240, 0)
     vids, vdense, vy = binary(120, 1)
     head, info = fit_hybrid(ids, dense, y, vids, vdense, vy, LABELS[:2], [("pooled", 6)], dim=1 << 12)
-    np.testing.assert_allclose(log_softmax(head.logits(vids, vdense)), info["sklearn_val_logprobs"], atol=1e-9)
+    np.testing.assert_allclose(log_softmax(head.main_logits(vids, vdense)), info["sklearn_val_logprobs"], atol=1e-9)
+    np.testing.assert_allclose(head.logits(vids, vdense), info["val_logits"], atol=1e-9)
     assert head.logprobs(vids, vdense).shape == (len(vy), 2) and info["validation"]["macro_f1"] > 0.6
 
 
@@ -90,6 +97,57 @@ def test_saved_head_loads_back_and_bad_files_are_refused(fitted, tmp_path):
     (tmp_path / "hybrid.json").write_text(json.dumps({**spec, "temperature": -1}))
     with pytest.raises(GptquantError, match="temperature"):
         HybridHead.load(tmp_path)
+    head.save(tmp_path)  # whole again
+    (tmp_path / "hybrid.json").write_text(json.dumps({**spec, "nb": {"C": 1.0, "weight": 0}}))
+    with pytest.raises(GptquantError, match="'nb' must hold a positive 'weight'"):
+        HybridHead.load(tmp_path)
+    (tmp_path / "hybrid.json").write_text(json.dumps(spec))
+    (tmp_path / "hybrid_nb_coef.npy").unlink()
+    with pytest.raises(GptquantError, match="hybrid_nb_coef.npy"):
+        HybridHead.load(tmp_path)  # a head that says it has the NB view needs its weights
+
+
+def test_nb_view_is_scikit_learn_nb_lr_folded_onto_ngram_presence():
+    """The stored [k, dim] coefficients on 0/1 n-grams give the logits of the per-class scikit-learn
+    regressions on presence x naive-Bayes ratios, the model as Wang & Manning fit it."""
+    from scipy.sparse import csr_matrix
+    from sklearn.linear_model import LogisticRegression
+
+    from gptquant.lm.hybrid import fit_nb, nb_ratios
+    from gptquant.runtime.hybrid import ngram_matrix
+
+    def presence(ids):
+        rows, cols, _ = ngram_matrix(ids, 3, 1 << 12)
+        return csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(ids), 1 << 12))
+
+    ids, _, y = _synthetic(240, 0)
+    vids, _, _ = _synthetic(60, 1)
+    p, pv = presence(ids), presence(vids)
+    coef, intercept = fit_nb(p, y, 3, C=0.3)
+    r = nb_ratios(p, y, 3)
+    for c in range(3):
+        sk = LogisticRegression(C=0.3, max_iter=3000, class_weight="balanced").fit(p.multiply(r[c]).tocsr(), y == c)
+        np.testing.assert_allclose(pv @ coef[c] + intercept[c], sk.decision_function(pv.multiply(r[c]).tocsr()),
+                                   atol=1e-8)
+    assert (np.asarray(pv @ coef.T + intercept).argmax(1) == _synthetic(60, 1)[2]).mean() > 0.6
+
+
+def test_refit_learns_from_the_validation_rows_too(fitted):
+    """The settings chosen on validation are fitted again on training + validation rows: an n-gram seen
+    only in the validation rows then counts, while the settings and the calibration stay the validated ones."""
+    from gptquant.lm.hybrid import refit_hybrid
+
+    head, _, vids, vdense, vy = fitted
+    ids, dense, y = _synthetic(240, 0)
+    marked = [list(s) + [999] if k == 0 else list(s) for s, k in zip(vids, vy)]  # token 999: only in validation
+    again = refit_hybrid(head, ids + marked, np.vstack([dense, vdense]), np.concatenate([y, vy]))
+    probe = [[101, 999]]
+    zero = np.zeros((1, 6))
+    assert again.logprobs(probe, zero)[0, 0] > head.logprobs(probe, zero)[0, 0] + 0.1
+    assert again.logprobs(probe, zero)[0].argmax() == 0
+    assert again.spec["refit_rows"] == len(y) + len(vy)
+    assert {k: again.spec[k] for k in ("C", "gpt_weight", "probe_C", "nb", "temperature")} == \
+        {k: head.spec[k] for k in ("C", "gpt_weight", "probe_C", "nb", "temperature")}
 
 
 def test_dense_features_of_another_width_are_refused(fitted):

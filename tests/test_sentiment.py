@@ -188,3 +188,18 @@ def test_tfidf_baseline_tunes_class_weighting_on_skewed_labels(monkeypatch):
     monkeypatch.setattr(B, "CLASS_WEIGHTS", (None,))
     plain = f1(B.train_baseline(tx, ty, ["neg", "pos"], vx, vy))
     assert tuned > plain
+
+
+def test_tfidf_baseline_keeps_its_chosen_term_weighting_through_save_and_load(monkeypatch, tmp_path):
+    """Raw or sublinear tf is tuned too; a saved baseline scores as it was chosen, not with the default."""
+    from gptquant.lm import baseline as B
+
+    texts = ["股价大涨" * (1 + i % 4) + "公司" for i in range(30)] + ["股价大跌" * (1 + i % 3) for i in range(30)]
+    y = np.array([1] * 30 + [0] * 30)
+    monkeypatch.setattr(B, "SUBLINEAR", (False,))
+    base = B.train_baseline(texts, y, ["neg", "pos"], texts[::3], y[::3])
+    assert base.vectorizer.sublinear_tf is False
+    base.save(tmp_path / "b.json")
+    again = B.Baseline.load(tmp_path / "b.json")
+    assert again.vectorizer.sublinear_tf is False
+    np.testing.assert_allclose(again.logits(texts), base.logits(texts), atol=1e-12)

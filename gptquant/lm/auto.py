@@ -1,7 +1,8 @@
 """`gptquant train sentiment --method auto` (the default): every head on one split, the best by validation
 macro-F1, and one table that says why.
 
-Each method trains into OUT/.auto/<method> (a finished one is reused, an interrupted one resumes), with
+Each method trains into OUT/.auto/<method> (a finished one is reused, an interrupted one resumes, both only
+when its key -- the settings, the base model's sha256 and the rows of both splits -- is unchanged), with
 budgets from the data size: the gradient methods get EPOCHS passes over the training rows and stop early
 only when neither validation loss nor macro-F1 has improved for `patience` evaluations. A method whose
 measured speed projects past `budget_minutes` is skipped and the table says so. The winner's files are
@@ -9,6 +10,7 @@ copied into OUT, with the table in its gptquant_sentiment.json under "auto".
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import shutil
@@ -27,6 +29,7 @@ MIN_STEPS = 100
 EVALS_PER_EPOCH = 4
 DEFAULT_BUDGET_MINUTES = 15.0
 BUDGET_PROBE = 10  # steps timed before a method's whole budget is projected
+KEY_FILE = ".auto-key"  # beside a method's files; a dot name, so never copied into OUT
 
 
 class OverBudget(GptquantError):
@@ -40,11 +43,23 @@ def budget(method: str, n_train: int, batch: int) -> dict:
     return {"steps": steps, "eval_every": max(10, per_epoch // EVALS_PER_EPOCH)}
 
 
+def run_key(method: str, settings: dict, tr_texts, tr_y, vt, vy) -> str:
+    """sha256 of what a method's result depends on: its settings (base model hash included) and every
+    training and validation row with its label."""
+    h = hashlib.sha256(json.dumps({"method": method, **settings}, sort_keys=True, default=str).encode("utf-8"))
+    for texts, ys in ((tr_texts, tr_y), (vt, vy)):
+        h.update(b"\x00split")
+        for t, y in zip(texts, ys):
+            h.update(f"{int(y)}\t{t}\x00".encode("utf-8"))
+    return h.hexdigest()
+
+
 def train_auto(model_dir, tr_texts, tr_y, vt, vy, labels, out_dir, *, train_one, test=None,
                methods=AUTO_METHODS, batch: int = 16, budget_minutes: float | None = DEFAULT_BUDGET_MINUTES,
-               progress: bool = True, log=print) -> dict:
+               settings: dict | None = None, progress: bool = True, log=print) -> dict:
     """Train `methods` with `train_one(method, train_df, valid_df, out, **budget)` (lm.sentiment's trainer)
-    on the given split, copy the best into `out_dir` and return the summary with the table."""
+    on the given split, copy the best into `out_dir` and return the summary with the table. `settings`:
+    everything else the trainer's result depends on, in each method's key."""
     from .baseline import train_baseline
     from .evaluate import predict_probs
     from .headfile import BASELINE_JSON, HEAD_JSON, read_head_meta
@@ -59,7 +74,13 @@ def train_auto(model_dir, tr_texts, tr_y, vt, vy, labels, out_dir, *, train_one,
     for method in methods:
         sub = work / method
         row = table[method] = {}
+        key = run_key(method, {**(settings or {}), "labels": labels, "batch": batch}, tr_texts, tr_y, vt, vy)
+        if sub.exists() and _read_key(sub) != key:  # another split, model or setting: start again
+            log(f"auto: {method} in {sub} was trained on other rows or settings; training it again")
+            shutil.rmtree(sub)
         if read_head_meta(sub) is None:
+            sub.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(sub / KEY_FILE, key)
             kw = budget(method, len(tr_texts), batch) if method in EPOCHS else {}
             if kw and budget_minutes:
                 kw["budget_s"] = 60.0 * budget_minutes
@@ -93,6 +114,13 @@ def train_auto(model_dir, tr_texts, tr_y, vt, vy, labels, out_dir, *, train_one,
     atomic_write_text(out_dir / HEAD_JSON, json.dumps(meta, ensure_ascii=False, indent=2))  # last: marks done
     return {"method": best, "labels": labels, "validation": meta["validation"], "temperature": meta["temperature"],
             "baseline_validation": table["tfidf"]["validation"], "auto": meta["auto"], "table": table}
+
+
+def _read_key(sub: Path) -> str | None:
+    try:
+        return (sub / KEY_FILE).read_text(encoding="utf-8").strip()
+    except OSError:
+        return None
 
 
 def _slim(table: dict) -> dict:

@@ -4,7 +4,11 @@ Stage 1, the GPT probe: a class-balanced logistic regression on standardised GPT
 validation macro-F1; its log-probs on the training rows are cross-fitted (5 folds) so stage 2 sees them
 as they will look on unseen text. Stage 2: a class-balanced logistic regression over [hashed token
 1-3-grams, TF-IDF, L2] and [probe log-probs x w]; C, then w, chosen on validation macro-F1 (w is folded
-into the stored coefficients). A temperature fitted on validation calibrates the output.
+into the stored coefficients). Stage 3, a second view of the same n-grams: NB-LR (one-vs-rest logistic
+regressions on n-gram presence scaled by naive-Bayes log-count ratios, Wang & Manning 2012), its C and its
+weight beside stage 2 chosen on validation (weight 0 leaves it out). A temperature fitted on validation
+calibrates the output. `refit_hybrid` then fits the chosen settings again on training + validation rows:
+the validation rows are a tenth of the labels, too many to leave unused once they have chosen.
 """
 from __future__ import annotations
 
@@ -18,6 +22,9 @@ DIM = 1 << 18
 PROBE_C = (0.03, 0.1, 0.3)
 C_GRID = (1.0, 3.0, 10.0, 30.0, 100.0)
 W_GRID = (0.0, 0.3, 1.0)  # the GPT block's weight; C is searched at the first
+NB_C = (0.1, 0.3, 1.0)
+NB_W = (0.0, 0.5, 1.0, 2.0)  # the NB-LR view's weight beside stage 2; 0 leaves it out
+NB_ALPHA = 1.0  # add-one smoothing of the naive-Bayes counts
 FOLDS = 5
 
 
@@ -33,6 +40,13 @@ def _sparse(id_lists, dim: int, idf: np.ndarray):
 
     rows, cols, vals = ngram_matrix(id_lists, N_MAX, dim, idf)
     return csr_matrix((vals, (rows, cols)), shape=(len(id_lists), dim))
+
+
+def _presence(x):
+    """The same n-grams as 0/1 (what the runtime's NB view reads: the unique buckets of a text)."""
+    p = x.copy()
+    p.data[:] = 1.0
+    return p
 
 
 def _design(xs, g, w):
@@ -59,12 +73,66 @@ def _logits(clf, x, k) -> np.ndarray:
     return np.asarray(x @ w.T) + b
 
 
+def _scale(dt):
+    mu, sd = dt.mean(0), dt.std(0)
+    return mu, np.where(sd > 1e-8, sd, 1.0)
+
+
+def _crossfit(zt, y, C, k, seed) -> np.ndarray:
+    """The probe's log-probs on its own training rows, each from a fit that did not see the row."""
+    from sklearn.model_selection import StratifiedKFold
+
+    folds = min(FOLDS, int(np.bincount(y).min()))
+    if folds < 2:  # too few rows per class to cross-fit: the in-sample probe
+        return M.log_softmax(_logits(_logreg(C, seed).fit(zt, y), zt, k))
+    out = np.zeros((len(y), k))
+    for a, b in StratifiedKFold(folds, shuffle=True, random_state=seed).split(zt, y):
+        out[b] = M.log_softmax(_logits(_logreg(C, seed).fit(zt[a], y[a]), zt[b], k))
+    return out
+
+
+def nb_ratios(p, y, k: int, alpha: float = NB_ALPHA) -> np.ndarray:
+    """[k, dim] naive-Bayes log-count ratios of n-gram presence, class c against the rest."""
+    r = np.zeros((k, p.shape[1]))
+    for c in range(k):
+        pos = alpha + np.asarray(p[y == c].sum(0)).ravel()
+        neg = alpha + np.asarray(p[y != c].sum(0)).ravel()
+        r[c] = np.log(pos / pos.sum()) - np.log(neg / neg.sum())
+    return r
+
+
+def fit_nb(p, y, k: int, C: float, seed: int = 0):
+    """NB-LR on presence matrix `p`: per class a balanced logistic regression on p * r_c; returned folded
+    as (coef [k, dim], intercept [k]) so that logits = p @ coef.T + intercept. A class absent from `y`
+    never wins."""
+    r = nb_ratios(p, y, k)
+    coef, intercept = np.zeros((k, p.shape[1])), np.full(k, -1e4)
+    for c in range(k):
+        yc = (y == c).astype(np.int64)
+        if 0 < yc.sum() < len(yc):
+            clf = _logreg(C, seed).fit(p.multiply(r[c]).tocsr(), yc)
+            coef[c], intercept[c] = clf.coef_[0] * r[c], clf.intercept_[0]
+    return coef, intercept
+
+
+def _combine(main, nb, w):
+    """Stage 2's logits plus the NB view's, as log-probs with the NB weight (runtime.hybrid does the same)."""
+    return M.log_softmax(main) + w * M.log_softmax(nb) if w else main
+
+
+def _arrays(mu, sd, idf, coef, intercept, pw, pb, w, dim, k, nb=None) -> dict:
+    arrays = {"ngram_idf": idf, "ngram_coef": coef[:, :dim], "dense_mean": mu, "dense_scale": sd,
+              "probe_coef": pw, "probe_intercept": pb,
+              "stack_coef": coef[:, dim:] * w if w else np.zeros((k, k)), "intercept": intercept}
+    if nb is not None:
+        arrays["nb_coef"], arrays["nb_intercept"] = nb
+    return arrays
+
+
 def fit_hybrid(train_ids, train_dense, y_train, val_ids, val_dense, y_val, labels, dense_names, *,
                max_tokens: int = 256, seed: int = 0, dim: int = DIM, log=None):
     """(HybridHead, report). `*_dense` are [n, width] GPT features made of the blocks `dense_names`
     [(name, width)]; token id lists are cut to `max_tokens` like the runtime's."""
-    from sklearn.model_selection import StratifiedKFold
-
     k = len(labels)
     say = log or (lambda s: None)
     f1 = lambda y, logits: M.classification_report(y, np.exp(M.log_softmax(logits)), labels)["macro_f1"]  # noqa: E731
@@ -72,8 +140,7 @@ def fit_hybrid(train_ids, train_dense, y_train, val_ids, val_dense, y_val, label
     val_ids = [np.asarray(s)[:max_tokens] for s in val_ids]
     dt = np.nan_to_num(np.asarray(train_dense, dtype=np.float64), nan=0.0)
     dv = np.nan_to_num(np.asarray(val_dense, dtype=np.float64), nan=0.0)
-    mu, sd = dt.mean(0), dt.std(0)
-    sd = np.where(sd > 1e-8, sd, 1.0)
+    mu, sd = _scale(dt)
     zt, zv = (dt - mu) / sd, (dv - mu) / sd
     grid = []
     probes = []
@@ -84,13 +151,7 @@ def fit_hybrid(train_ids, train_dense, y_train, val_ids, val_dense, y_val, label
         say(f"hybrid probe C={C}: validation macro-F1 {probes[-1][0]:.4f}")
     probe_f1, probe_C, probe = max(probes, key=lambda t: t[0])
     pw, pb = _coef(probe, k)
-    gt = np.zeros((len(y_train), k))
-    folds = min(FOLDS, int(np.bincount(y_train).min()))
-    if folds >= 2:
-        for a, b in StratifiedKFold(folds, shuffle=True, random_state=seed).split(zt, y_train):
-            gt[b] = M.log_softmax(_logits(_logreg(probe_C, seed).fit(zt[a], y_train[a]), zt[b], k))
-    else:  # too few rows per class to cross-fit: the in-sample probe
-        gt = M.log_softmax(zt @ pw.T + pb)
+    gt = _crossfit(zt, y_train, probe_C, k, seed)
     gv = M.log_softmax(zv @ pw.T + pb)
     idf = _idf(train_ids, dim)
     xt, xv = _sparse(train_ids, dim, idf), _sparse(val_ids, dim, idf)
@@ -110,19 +171,58 @@ def fit_hybrid(train_ids, train_dense, y_train, val_ids, val_dense, y_val, label
     score, neg_w, C, clf = max(fits, key=lambda t: t[:2])
     w = -neg_w
     coef, intercept = _coef(clf, k)
-    stack = coef[:, dim:] * w if w else np.zeros((k, k))
+    main_val = _logits(clf, _design(xv, gv, w), k)
+
+    pt, pv = _presence(xt), _presence(xv)
+    nbs = []
+    for nb_C in NB_C:
+        nb = fit_nb(pt, y_train, k, nb_C, seed)
+        nb_val = np.asarray(pv @ nb[0].T) + nb[1]
+        nbs.append((f1(y_val, nb_val), nb_C, nb, nb_val))
+        grid.append({"stage": "nb", "C": nb_C, "val_macro_f1": nbs[-1][0]})
+        say(f"hybrid NB-LR C={nb_C}: validation macro-F1 {nbs[-1][0]:.4f}")
+    nb_f1, nb_C, nb, nb_val = max(nbs, key=lambda t: t[0])
+    mixes = []
+    for nb_w in NB_W:
+        mixes.append((f1(y_val, _combine(main_val, nb_val, nb_w)), -nb_w))
+        grid.append({"stage": "nb weight", "w": nb_w, "val_macro_f1": mixes[-1][0]})
+        say(f"hybrid + NB-LR weight {nb_w}: validation macro-F1 {mixes[-1][0]:.4f}")
+    nb_w = -max(mixes)[1]
+
     spec = {"kind": KIND, "labels": list(labels), "ngram": {"n_max": N_MAX, "dim": dim, "max_tokens": int(max_tokens)},
             "dense": [[n, int(wd)] for n, wd in dense_names], "probe_C": probe_C, "C": C, "gpt_weight": w,
             "temperature": 1.0}
-    head = HybridHead(spec, {"ngram_idf": idf, "ngram_coef": coef[:, :dim], "dense_mean": mu, "dense_scale": sd,
-                             "probe_coef": pw, "probe_intercept": pb, "stack_coef": stack, "intercept": intercept})
-    spec["temperature"] = head.temperature = float(M.fit_temperature(head.logits(val_ids, dv), y_val))
+    if nb_w:
+        spec["nb"] = {"C": nb_C, "weight": nb_w, "val_macro_f1": nb_f1}
+    head = HybridHead(spec, _arrays(mu, sd, idf, coef, intercept, pw, pb, w, dim, k, nb if nb_w else None))
+    val_logits = _combine(main_val, nb_val, nb_w)
+    spec["temperature"] = head.temperature = float(M.fit_temperature(val_logits, y_val))
     report = M.classification_report(y_val, np.exp(head.logprobs(val_ids, dv)), labels)
     ngram_only = max((t[0] for t in fits if t[1] == 0), default=None)
-    sk_logprobs = clf.predict_log_proba(_design(xv, gv, w))  # what scikit-learn itself says (tests compare)
-    return head, {"validation": report, "sklearn_val_logprobs": sk_logprobs, "C": C, "gpt_weight": w, "probe_val_macro_f1": probe_f1,
-                  "ngram_only_val_macro_f1": ngram_only, "grid": grid}
+    return head, {"validation": report, "sklearn_val_logprobs": clf.predict_log_proba(_design(xv, gv, w)),
+                  "val_logits": val_logits, "C": C, "gpt_weight": w, "nb_weight": nb_w, "nb_val_macro_f1": nb_f1,
+                  "probe_val_macro_f1": probe_f1, "ngram_only_val_macro_f1": ngram_only, "grid": grid}
 
+
+def refit_hybrid(head: HybridHead, ids, dense, y, *, seed: int = 0) -> HybridHead:
+    """The head's chosen settings (probe C, C, GPT weight, NB-LR C and weight) fitted again on these rows
+    (training + validation); the temperature is the validated fit's, and the spec says how many rows."""
+    spec = dict(head.spec)
+    k, dim = len(spec["labels"]), int(spec["ngram"]["dim"])
+    ids = [np.asarray(s)[: head.max_tokens] for s in ids]
+    y = np.asarray(y)
+    dt = np.nan_to_num(np.asarray(dense, dtype=np.float64), nan=0.0)
+    mu, sd = _scale(dt)
+    zt = (dt - mu) / sd
+    pw, pb = _coef(_logreg(spec["probe_C"], seed).fit(zt, y), k)
+    w = spec["gpt_weight"]
+    gt = _crossfit(zt, y, spec["probe_C"], k, seed) if w else None
+    idf = _idf(ids, dim)
+    xt = _sparse(ids, dim, idf)
+    coef, intercept = _coef(_logreg(spec["C"], seed).fit(_design(xt, gt, w), y), k)
+    nb = fit_nb(_presence(xt), y, k, spec["nb"]["C"], seed) if spec.get("nb") else None
+    spec["refit_rows"] = len(y)
+    return HybridHead(spec, _arrays(mu, sd, idf, coef, intercept, pw, pb, w, dim, k, nb))
 
 
 def gpt_features(ckpt, texts, max_tokens: int, blocks=("stats", "pooled", "last_hidden"), batch: int = 32,
@@ -167,19 +267,23 @@ def dense_of(head: HybridHead, blocks: dict, n: int) -> np.ndarray:
 
 
 def train_hybrid(ckpt, tr_texts, tr_y, val_texts, val_y, labels, out_dir, *, max_tokens: int = 256, seed: int = 0,
-                 progress: bool = False, log=None):
-    """Fit the hybrid head on the frozen LM's features and write its files into `out_dir`.
-    Returns (head, fit report, validation logits) -- the report's figures are on validation."""
+                 refit: bool = True, progress: bool = False, log=None):
+    """Fit the hybrid head on the frozen LM's features and write its files into `out_dir` (with `refit`,
+    the chosen settings fitted again on training + validation rows). Returns (head, fit report,
+    validation logits): the report's figures and the logits are the validated fit's."""
     names = dense_names(int(ckpt.config["n_embd"]))
     ids_t, bt = gpt_features(ckpt, tr_texts, max_tokens, progress=progress)
     ids_v, bv = gpt_features(ckpt, val_texts, max_tokens, progress=progress)
     cols = [n for n, _ in names]
-    head, info = fit_hybrid(ids_t, np.hstack([bt[c] for c in cols]), np.asarray(tr_y), ids_v,
-                            np.hstack([bv[c] for c in cols]), np.asarray(val_y), labels, names,
+    dt, dv = np.hstack([bt[c] for c in cols]), np.hstack([bv[c] for c in cols])
+    head, info = fit_hybrid(ids_t, dt, np.asarray(tr_y), ids_v, dv, np.asarray(val_y), labels, names,
                             max_tokens=max_tokens, seed=seed, log=log)
-    head.save(out_dir)
     info.pop("sklearn_val_logprobs")
-    return head, info, head.logits(ids_v, np.hstack([bv[c] for c in cols]))
+    val_logits = info.pop("val_logits")
+    final = refit_hybrid(head, ids_t + ids_v, np.vstack([dt, dv]), np.concatenate([tr_y, val_y]), seed=seed) \
+        if refit else head
+    final.save(out_dir)
+    return final, info, val_logits
 
 
 def hybrid_logprobs(ckpt, head: HybridHead, texts, progress: bool = False) -> np.ndarray:

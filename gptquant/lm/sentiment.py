@@ -114,8 +114,11 @@ def train_sentiment(model_dir, data, out_dir, method: str = "auto", *, labels=No
         if test is not None:
             tt, ty, _ = read_labelled(test, *columns, labels)
             tests = (tt, ty)
+        settings = {"base_sha256": load_checkpoint(model_dir, with_model=False).source_sha256(), "lr": lr,
+                    "max_length": max_length, "seed": seed, "patience": patience, "n_prefix": n_prefix,
+                    "n_suffix": n_suffix, "verbalizers": verbalizers, "anchor": anchor}
         return train_auto(model_dir, tr_texts, tr_y, vt, vy, labels, out_dir, train_one=train_one, test=tests,
-                          methods=tuple(methods or AUTO_METHODS), batch=batch, progress=progress,
+                          methods=tuple(methods or AUTO_METHODS), batch=batch, progress=progress, settings=settings,
                           budget_minutes=DEFAULT_BUDGET_MINUTES if budget_minutes is None else budget_minutes)
     ckpt = load_checkpoint(model_dir)
     model = ckpt.model.eval()

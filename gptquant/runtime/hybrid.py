@@ -5,7 +5,10 @@ Why: on short Chinese posts a 4-layer GPT alone loses to character TF-IDF; the B
 splits Chinese per character, so token-id n-grams carry what TF-IDF carries and the GPT block adds what
 the model knows on top. The GPT block is stacked: a logistic probe on standardised GPT features (pooled
 and last hidden state, LM statistics) gives k log-probs (cross-fitted at training, so the outer
-regression does not over-trust them), weighted beside the n-grams. Training (gptquant.lm.hybrid) and
+regression does not over-trust them), weighted beside the n-grams. An optional second view of the same
+n-grams, NB-LR (Wang & Manning 2012: one-vs-rest logistic regressions on n-gram presence scaled by
+naive-Bayes log-count ratios), is added to the first view's class log-probs with a weight chosen on
+validation; it is stored folded, as [k, dim] coefficients on presence. Training (gptquant.lm.hybrid) and
 scoring (here) share `ngram_rows`, so both see the same features. Weights travel in the bundle as .npy
 files (allow_pickle=False) hashed in the manifest, plus a JSON spec: no pickle, no torch, no
 scikit-learn at scoring time.
@@ -23,6 +26,7 @@ KIND = "hybrid-ngram-gpt-logreg"
 SPEC_FILE = "hybrid.json"
 ARRAYS = ("ngram_idf", "ngram_coef", "dense_mean", "dense_scale", "probe_coef", "probe_intercept", "stack_coef",
           "intercept")
+NB_ARRAYS = ("nb_coef", "nb_intercept")  # present when the spec has "nb"
 # the LM statistics a hybrid head reads: the continuous ones (a rank bucket can flip between torch and ORT)
 HYBRID_STATS = ("nll_mean", "nll_std", "ppl", "entropy_mean", "fast_detect")
 _PRIME = 2147483647  # 2**31 - 1: keeps h * _MULT + id inside int64
@@ -99,15 +103,29 @@ class HybridHead:
         z = (np.nan_to_num(np.asarray(dense, dtype=np.float64), nan=0.0) - a["dense_mean"]) / a["dense_scale"]
         return log_softmax(z @ a["probe_coef"].T + a["probe_intercept"])
 
+    @property
+    def nb_weight(self) -> float:
+        return float(self.spec["nb"]["weight"]) if self.spec.get("nb") else 0.0
+
+    def main_logits(self, id_lists, dense: np.ndarray) -> np.ndarray:
+        """The first view's logits [n, k]: TF-IDF n-grams and the GPT probe block."""
+        return self._logits(id_lists, dense, nb=False)
+
     def logits(self, id_lists, dense: np.ndarray) -> np.ndarray:
         """Uncalibrated logits [n, k] from token id lists and the dense GPT features [n, width]."""
+        return self._logits(id_lists, dense, nb=self.nb_weight > 0)
+
+    def _logits(self, id_lists, dense, nb: bool) -> np.ndarray:
         a = self.arrays
         out = self.probe_logprobs(dense) @ a["stack_coef"].T + a["intercept"]
+        extra = np.tile(a["nb_intercept"], (len(id_lists), 1)) if nb else None
         coef = a["ngram_coef"]
         for r, ids in enumerate(id_lists):
             b, c = ngram_rows(np.asarray(ids)[: self.max_tokens], self.n_max, self.dim)
             out[r] += coef[:, b] @ ngram_values(c, a["ngram_idf"], b)
-        return out
+            if nb:
+                extra[r] += a["nb_coef"][:, b].sum(1)
+        return log_softmax(out) + self.nb_weight * log_softmax(extra) if nb else out
 
     def logprobs(self, id_lists, dense: np.ndarray) -> np.ndarray:
         return log_softmax(self.logits(id_lists, dense) / self.temperature)
@@ -118,7 +136,7 @@ class HybridHead:
 
         directory = Path(directory)
         names = []
-        for key in ARRAYS:
+        for key in ARRAYS + (NB_ARRAYS if self.spec.get("nb") else ()):
             name = f"hybrid_{key}.npy"
             atomic_write(directory / name, lambda tmp, k=key: _save_npy(tmp, self.arrays[k]))
             names.append(name)
@@ -138,6 +156,8 @@ class HybridHead:
         k, dim, width = len(spec["labels"]), int(spec["ngram"]["dim"]), sum(w for _, w in spec["dense"])
         shapes = {"ngram_idf": (dim,), "ngram_coef": (k, dim), "dense_mean": (width,), "dense_scale": (width,),
                   "probe_coef": (k, width), "probe_intercept": (k,), "stack_coef": (k, k), "intercept": (k,)}
+        if spec.get("nb"):
+            shapes.update(nb_coef=(k, dim), nb_intercept=(k,))
         arrays = {}
         for key, shape in shapes.items():
             p = directory / f"hybrid_{key}.npy"
@@ -175,6 +195,11 @@ def check_spec(spec, where) -> dict:
     t = spec.get("temperature")
     if not isinstance(t, (int, float)) or isinstance(t, bool) or not t > 0:
         raise GptquantError(f"{where}: 'temperature' must be a positive number")
+    nb = spec.get("nb")
+    if nb is not None:
+        w = nb.get("weight") if isinstance(nb, dict) else None
+        if not isinstance(w, (int, float)) or isinstance(w, bool) or not w > 0:
+            raise GptquantError(f"{where}: 'nb' must hold a positive 'weight'")
     return spec
 
 
