@@ -203,3 +203,19 @@ def test_tfidf_baseline_keeps_its_chosen_term_weighting_through_save_and_load(mo
     again = B.Baseline.load(tmp_path / "b.json")
     assert again.vectorizer.sublinear_tf is False
     np.testing.assert_allclose(again.logits(texts), base.logits(texts), atol=1e-12)
+
+
+def test_aspect_rows_of_one_sentence_stay_on_one_side_of_the_validation_split():
+    """CFSC-style data (one sentence, several terms, one label each): no sentence is both trained on and
+    validated on, or every setting chosen on validation would favour memorising sentences."""
+    import pandas as pd
+
+    from gptquant.lm.sentiment import _splits
+
+    rng = np.random.default_rng(0)
+    rows = [{"sentence": f"第{i}条：公司公告业绩变化", "term": f"公司{j}", "label": ["negative", "neutral", "positive"][int(k)]}
+            for i in range(80) for j, k in enumerate(rng.integers(0, 3, int(rng.integers(1, 4))))]
+    tr, _, va, vy, labels = _splits(pd.DataFrame(rows), None, 0.2, None, 0, (None, None, None), None)
+    sentence = lambda t: t.split("：", 1)[1]  # noqa: E731  (inputs are "term：sentence")
+    assert not {sentence(t) for t in tr} & {sentence(t) for t in va}
+    assert 0.1 < len(va) / len(rows) < 0.35 and set(vy) == {0, 1, 2}

@@ -79,9 +79,10 @@ def order_labels(names, labels=None) -> list[str]:
     return present
 
 
-def read_labelled(source, text_column=None, label_column=None, term_column=None, labels=None):
+def read_labelled(source, text_column=None, label_column=None, term_column=None, labels=None, with_groups=False):
     """(texts, label ids, label names) from a table with a text and a label column. Aspect data: a term
-    column makes the input "term：text". A row without text or label is an error naming the row."""
+    column makes the input "term：text". A row without text or label is an error naming the row.
+    `with_groups`: a fourth item, each row's text without its term (rows about one sentence share it)."""
     name, df = read_table(source)
     text_column = _column(name, df, text_column, TEXT_COLUMNS, "text")
     label_column = _column(name, df, label_column, ("label_name", "label"), "label")
@@ -97,23 +98,32 @@ def read_labelled(source, text_column=None, label_column=None, term_column=None,
             raise GptquantError(f"{name}: row {i}: empty or missing {label_column!r}")
         texts.append(t)
         raw.append(str(lab).strip())
+    groups = texts
     if term_column is not None:
         texts = [f"{term}：{t}" for term, t in zip(df[term_column].astype(str), texts)]
     labels = order_labels(raw, labels)
     if len(labels) < 2:
         raise GptquantError(f"{name}: need at least 2 labels, found {labels}")
     index = {lab: k for k, lab in enumerate(labels)}
-    return texts, np.array([index[x] for x in raw], dtype=np.int64), labels
+    out = texts, np.array([index[x] for x in raw], dtype=np.int64), labels
+    return out + (groups,) if with_groups else out
 
 
-def split(y, valid_frac: float, seed: int):
-    """Stratified (train, validation) row indices."""
-    from sklearn.model_selection import train_test_split
+def split(y, valid_frac: float, seed: int, groups=None):
+    """Stratified (train, validation) row indices. Rows that share a group (aspect rows of one sentence,
+    repeated texts) stay on one side: a validation row whose text was trained on overstates the score
+    and steers every setting chosen on it towards memorising."""
+    from sklearn.model_selection import StratifiedGroupKFold, train_test_split
 
     idx = np.arange(len(y))
     counts = np.bincount(y)
     strat = y if counts[counts > 0].min() >= 2 else None
-    return train_test_split(idx, test_size=valid_frac, random_state=seed, stratify=strat)
+    if groups is None or len(set(groups)) == len(groups):
+        return train_test_split(idx, test_size=valid_frac, random_state=seed, stratify=strat)
+    codes = pd.factorize(pd.Series(list(groups)))[0]
+    k = max(2, min(round(1 / valid_frac), len(set(codes))))
+    tr, va = next(StratifiedGroupKFold(k, shuffle=True, random_state=seed).split(idx, y, codes))
+    return tr, va
 
 
 def sample_shots(y, k: int, seed: int, exclude=()) -> np.ndarray:

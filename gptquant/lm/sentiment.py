@@ -28,14 +28,14 @@ def parity_sample(texts, seed: int) -> list[str]:
 
 def _splits(data, valid, valid_frac, shots, seed, columns, labels):
     """(train texts, train ids, validation texts, validation ids, labels), K-shot sampled when asked."""
-    texts, y, labels = read_labelled(data, *columns, labels)
+    texts, y, labels, groups = read_labelled(data, *columns, labels, with_groups=True)
     if valid is not None:
         vt, vy, _ = read_labelled(valid, *columns, labels)
         tr_texts, tr_y = texts, y
     else:
         if not 0 < valid_frac < 1:
             raise GptquantError(f"valid_frac must be in (0, 1), got {valid_frac}")
-        tr, va = split(y, valid_frac, seed)
+        tr, va = split(y, valid_frac, seed, groups)
         tr_texts, tr_y, vt, vy = [texts[i] for i in tr], y[tr], [texts[i] for i in va], y[va]
     if shots:
         keep = sample_shots(tr_y, int(shots), seed)

@@ -27,7 +27,9 @@ def configure(verb: str, parser) -> None:
         p.add_argument("--label-column")
         p.add_argument("--term-column", help="aspect term column: the input becomes 'term：text' (default: 'term' if present)")
         p.add_argument("--valid", help="validation table (default: a stratified --valid-frac of --data)")
-        p.add_argument("--valid-frac", type=float, default=0.1)
+        p.add_argument("--valid-frac", type=float, default=0.1,
+                       help="share of rows held out for validation when --valid is not given; rows with the same "
+                            "text (aspect rows of one sentence) stay on one side")
         p.add_argument("--valid-from", metavar="DATE",
                        help="split by time: rows before DATE train, rows from DATE validate (required with --labels market)")
         p.add_argument("--valid-until", metavar="DATE", help="split by time: rows from DATE on are left out (out-of-time test)")
