@@ -25,6 +25,8 @@ DRIVER = textwrap.dedent('''
 
     config, kill_at, log = sys.argv[1], sys.argv[2], sys.argv[3]
     SIG = getattr(signal, sys.argv[4]) if len(sys.argv) > 4 else signal.SIGKILL
+    # Ctrl-C as in a terminal: a shell that ran the tests in the background started us with SIGINT ignored
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     GOOD, BAD = ("增长", "中标", "回购", "上调", "分红"), ("亏损", "立案", "减持", "下调", "诉讼")
 
     class Lexicon:
