@@ -53,9 +53,13 @@ def test_a_method_projected_past_its_budget_is_skipped_and_the_table_says_so(tin
     assert "projected" in s["auto"]["table"]["finetune"]["skipped"]
 
 
-def test_a_finished_method_is_trained_again_when_its_rows_or_settings_change(tiny_checkpoint, tables, tmp_path):
-    """Reuse is keyed: a head trained on other rows or with other settings is never passed off as this run's."""
+def test_a_finished_method_is_trained_again_when_its_rows_or_settings_change(tiny_checkpoint, tables, tmp_path,
+                                                                            monkeypatch):
+    """Reuse is keyed: a head trained on other rows, with other settings or by other gptquant code is never
+    passed off as this run's."""
     import pandas as pd
+
+    from gptquant import codehash
 
     out = tmp_path / "m"
     kw = dict(methods=["linear"], valid_frac=0.3, progress=False)
@@ -65,6 +69,9 @@ def test_a_finished_method_is_trained_again_when_its_rows_or_settings_change(tin
     stamp = head.stat().st_mtime_ns
     S.train_sentiment(tiny_checkpoint, tables / "train.csv", out, max_length=40, **kw)
     assert head.stat().st_mtime_ns == stamp  # same rows, same settings: reused
+    monkeypatch.setattr(codehash, "package_hash", lambda: "an upgraded gptquant")
+    S.train_sentiment(tiny_checkpoint, tables / "train.csv", out, max_length=40, **kw)
+    assert head.stat().st_mtime_ns != stamp  # other code: trained again
     pd.read_csv(tables / "train.csv").iloc[:-10].to_csv(tmp_path / "fewer.csv", index=False)
     S.train_sentiment(tiny_checkpoint, tmp_path / "fewer.csv", out, max_length=40, **kw)
     second = json.loads(head.read_text())

@@ -2,7 +2,8 @@
 macro-F1, and one table that says why.
 
 Each method trains into OUT/.auto/<method> (a finished one is reused, an interrupted one resumes, both only
-when its key -- the settings, the base model's sha256 and the rows of both splits -- is unchanged), with
+when its key -- gptquant's code, the settings, the base model's sha256 and the rows of both splits -- is
+unchanged), with
 budgets from the data size: the gradient methods get EPOCHS passes over the training rows and stop early
 only when neither validation loss nor macro-F1 has improved for `patience` evaluations. A method whose
 measured speed projects past `budget_minutes` is skipped and the table says so. The winner's files are
@@ -44,9 +45,12 @@ def budget(method: str, n_train: int, batch: int) -> dict:
 
 
 def run_key(method: str, settings: dict, tr_texts, tr_y, vt, vy) -> str:
-    """sha256 of what a method's result depends on: its settings (base model hash included) and every
-    training and validation row with its label."""
-    h = hashlib.sha256(json.dumps({"method": method, **settings}, sort_keys=True, default=str).encode("utf-8"))
+    """sha256 of what a method's result depends on: gptquant's own code, its settings (base model hash
+    included) and every training and validation row with its label."""
+    from ..codehash import package_hash
+
+    h = hashlib.sha256(json.dumps({"method": method, "gptquant": package_hash(), **settings}, sort_keys=True,
+                                  default=str).encode("utf-8"))
     for texts, ys in ((tr_texts, tr_y), (vt, vy)):
         h.update(b"\x00split")
         for t, y in zip(texts, ys):

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..runtime.hybrid import KIND, HybridHead, ngram_matrix
+from ..runtime.hybrid import KIND, HybridHead, combine_views, ngram_matrix
 from . import metrics as M
 
 N_MAX = 3
@@ -115,11 +115,6 @@ def fit_nb(p, y, k: int, C: float, seed: int = 0):
     return coef, intercept
 
 
-def _combine(main, nb, w):
-    """Stage 2's logits plus the NB view's, as log-probs with the NB weight (runtime.hybrid does the same)."""
-    return M.log_softmax(main) + w * M.log_softmax(nb) if w else main
-
-
 def _arrays(mu, sd, idf, coef, intercept, pw, pb, w, dim, k, nb=None) -> dict:
     arrays = {"ngram_idf": idf, "ngram_coef": coef[:, :dim], "dense_mean": mu, "dense_scale": sd,
               "probe_coef": pw, "probe_intercept": pb,
@@ -184,7 +179,7 @@ def fit_hybrid(train_ids, train_dense, y_train, val_ids, val_dense, y_val, label
     nb_f1, nb_C, nb, nb_val = max(nbs, key=lambda t: t[0])
     mixes = []
     for nb_w in NB_W:
-        mixes.append((f1(y_val, _combine(main_val, nb_val, nb_w)), -nb_w))
+        mixes.append((f1(y_val, combine_views(main_val, nb_val, nb_w)), -nb_w))
         grid.append({"stage": "nb weight", "w": nb_w, "val_macro_f1": mixes[-1][0]})
         say(f"hybrid + NB-LR weight {nb_w}: validation macro-F1 {mixes[-1][0]:.4f}")
     nb_w = -max(mixes)[1]
@@ -195,7 +190,7 @@ def fit_hybrid(train_ids, train_dense, y_train, val_ids, val_dense, y_val, label
     if nb_w:
         spec["nb"] = {"C": nb_C, "weight": nb_w, "val_macro_f1": nb_f1}
     head = HybridHead(spec, _arrays(mu, sd, idf, coef, intercept, pw, pb, w, dim, k, nb if nb_w else None))
-    val_logits = _combine(main_val, nb_val, nb_w)
+    val_logits = combine_views(main_val, nb_val, nb_w)
     spec["temperature"] = head.temperature = float(M.fit_temperature(val_logits, y_val))
     report = M.classification_report(y_val, np.exp(head.logprobs(val_ids, dv)), labels)
     ngram_only = max((t[0] for t in fits if t[1] == 0), default=None)

@@ -74,6 +74,11 @@ def log_softmax(z: np.ndarray) -> np.ndarray:
     return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
 
 
+def combine_views(main: np.ndarray, nb: np.ndarray, weight: float) -> np.ndarray:
+    """The head's logits from its two views: the first view's log-probs plus the NB-LR view's, weighted."""
+    return log_softmax(main) + weight * log_softmax(nb) if weight else main
+
+
 class HybridHead:
     """Spec + arrays of a fitted hybrid head. `logprobs(ids, dense)` gives calibrated class log-probs."""
 
@@ -125,7 +130,7 @@ class HybridHead:
             out[r] += coef[:, b] @ ngram_values(c, a["ngram_idf"], b)
             if nb:
                 extra[r] += a["nb_coef"][:, b].sum(1)
-        return log_softmax(out) + self.nb_weight * log_softmax(extra) if nb else out
+        return combine_views(out, extra, self.nb_weight) if nb else out
 
     def logprobs(self, id_lists, dense: np.ndarray) -> np.ndarray:
         return log_softmax(self.logits(id_lists, dense) / self.temperature)
