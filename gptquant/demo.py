@@ -18,12 +18,18 @@ from .errors import GptquantError
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO_CONFIG = REPO / "backtests" / "demo.toml"
+PRETRAIN_EPOCHS = 4.0
 
 
 def configure(verb, parser) -> None:
     parser.add_argument("--out", default="demo_out", help="output folder (default demo_out)")
-    parser.add_argument("--minutes", type=float, default=1.0, help="pretraining time budget (default 1 minute)")
-    parser.add_argument("--steps", type=int, default=None, help="pretraining steps instead of a time budget (repeatable runs)")
+    parser.add_argument("--epochs", type=float, default=PRETRAIN_EPOCHS,
+                        help=f"pretraining passes over the demo corpus (default {PRETRAIN_EPOCHS:g}: about a minute on one "
+                             "quiet core; a fixed amount of work, so the result does not depend on the machine's load)")
+    parser.add_argument("--steps", type=int, default=None, help="pretraining steps instead of epochs")
+    parser.add_argument("--minutes", type=float, default=None,
+                        help="stop pretraining after this many minutes as well (faster, but the model, and so every "
+                             "figure after it, then depends on how busy the machine is)")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--threads", type=int, default=1,
                         help="torch/onnxruntime threads (default 1: the demo's tiny model gains nothing from more, and "
@@ -33,8 +39,8 @@ def configure(verb, parser) -> None:
 
 
 def _run(args) -> int:
-    summary = run_demo(args.out, minutes=args.minutes, steps=args.steps, seed=args.seed, threads=args.threads,
-                       config=args.config)
+    summary = run_demo(args.out, minutes=args.minutes, steps=args.steps, epochs=args.epochs, seed=args.seed,
+                       threads=args.threads, config=args.config)
     print(json.dumps(summary["headline"], ensure_ascii=False, indent=1))
     print(f"report: {summary['headline']['report']}")
     return 0 if summary["headline"]["status"] == "ok" else 1
@@ -49,8 +55,10 @@ def _stage(summary: dict, name: str):
     summary["stages"][name] = {"seconds": round(time.time() - t0, 2), **info}
 
 
-def run_demo(out="demo_out", minutes: float | None = 1.0, steps: int | None = None, seed: int = 7,
-             threads: int | None = 1, config=DEMO_CONFIG) -> dict:
+def run_demo(out="demo_out", minutes: float | None = None, steps: int | None = None,
+             epochs: float = PRETRAIN_EPOCHS, seed: int = 7, threads: int | None = 1, config=DEMO_CONFIG) -> dict:
+    """The demo's stages into `out`. Pretraining runs `steps` or `epochs` passes (the same work on any machine,
+    so the same figures); `minutes` caps it by the clock as well, which makes them depend on the load."""
     from .demo_world import LABELS, make_world
     from .errors import require
 
@@ -72,9 +80,11 @@ def run_demo(out="demo_out", minutes: float | None = 1.0, steps: int | None = No
         paths = make_world(out / "world", seed=seed)
         info["files"] = {k: str(Path(v).relative_to(out)) for k, v in paths.items()}
     with _stage(summary, "pretrain") as info:
-        print(f"       = gptquant lm pretrain --config tiny --corpus {paths['corpus']} --out {model_dir}")
-        info.update(pretrain(model_dir, paths["corpus"], config="tiny", steps=steps, minutes=None if steps else minutes,
-                             epochs=4, block=64, batch=16, lr=3e-3, seed=seed, vocab_size=3000, resume=False,
+        how = f"--steps {steps}" if steps else f"--epochs {epochs:g}"
+        print(f"       = gptquant lm pretrain --config tiny --corpus {paths['corpus']} --out {model_dir} {how}"
+              + (f" --minutes {minutes:g}" if minutes else ""))
+        info.update(pretrain(model_dir, paths["corpus"], config="tiny", steps=steps, minutes=minutes,
+                             epochs=epochs, block=64, batch=16, lr=3e-3, seed=seed, vocab_size=3000, resume=False,
                              threads=threads, progress=False))
         info["sample"] = "公司公告，" + sample(load_checkpoint(model_dir), "公司公告，", max_new_tokens=30, seed=seed)
     with _stage(summary, "sentiment") as info:
