@@ -29,6 +29,75 @@ def test_ngrams_count_every_1_to_3_gram_and_equal_grams_share_a_bucket():
     assert not np.array_equal(ngram_rows([7, 8], 2, 1 << 18)[0], ngram_rows([8, 7], 2, 1 << 18)[0])  # order matters
 
 
+ASPECT = {"sep": 50, "skip": 1, "window": 2}  # "term：text" with [CLS] first, the separator token 50
+
+
+def test_aspect_input_masks_the_term_and_takes_a_window_either_side():
+    from gptquant.runtime.hybrid import ASPECT_MARK, aspect_parts
+
+    m = ASPECT_MARK
+    # [CLS] 7 8 ： 1 2 7 8 3 4 5 7 8 6
+    masked, windows = aspect_parts([101, 7, 8, 50, 1, 2, 7, 8, 3, 4, 5, 7, 8, 6], ASPECT)
+    assert masked.tolist() == [1, 2, m, 3, 4, 5, m, 6]
+    assert [w.tolist() for w in windows] == [[1, 2, m, 3, 4], [4, 5, m, 6]]
+    # input that is not "term：text" keeps its own n-grams
+    for ids in ([101, 1, 2, 3], [101, 50, 1, 2], [101, 9, 50, 1, 2]):
+        assert aspect_parts(ids, ASPECT)[1] == [] and ngram_rows(ids, 3, 1 << 18, ASPECT)[0].tolist() == \
+            ngram_rows(ids, 3, 1 << 18)[0].tolist()
+
+
+def test_aspect_ngrams_tell_two_terms_of_one_sentence_apart_and_carry_over_to_new_terms():
+    sentence = [1, 2, 7, 3, 4, 5, 6, 8, 9]  # "... 7 rises ... 8 falls"
+    a = ngram_rows([101, 7, 50] + sentence, 3, 1 << 18, ASPECT)[0]
+    b = ngram_rows([101, 8, 50] + sentence, 3, 1 << 18, ASPECT)[0]
+    assert set(a.tolist()) != set(b.tolist())  # the plain n-grams of both rows are the same
+    assert ngram_rows([101, 7, 50] + sentence, 3, 1 << 18)[0].size  # (sanity: the plain rows exist)
+    other = [1, 2, 70, 3, 4, 5, 6, 8, 9]  # the same sentence about another company, token 70
+    c = ngram_rows([101, 70, 50] + other, 3, 1 << 18, ASPECT)[0]
+    assert set(a.tolist()) == set(c.tolist())  # the term itself is masked: what is learnt carries over
+
+
+def test_aspect_view_learns_which_term_the_label_is_about():
+    """Sentences naming two companies, one next to a rising word and one next to a falling word, labelled
+    per company: the plain n-grams of both rows are the same, the aspect view separates them; the
+    numpy scoring still equals the scikit-learn fit."""
+    from gptquant.lm.hybrid import fit_hybrid
+
+    def rows(n, seed):
+        rng = np.random.default_rng(seed)
+        ids, y = [], []
+        for _ in range(n):
+            a, b = rng.choice(np.arange(200, 260), 2, replace=False)
+            filler = rng.integers(300, 340, 6).tolist()
+            sent = filler[:3] + [int(a), 11] + filler[3:] + [int(b), 12] + [1, 2]  # 11 rises, 12 falls
+            for term, label in ((a, 1), (b, 0)):
+                ids.append([101, int(term), 50] + sent)
+                y.append(label)
+        return ids, np.zeros((len(y), 1)), np.array(y)
+
+    ids, dense, y = rows(120, 0)
+    vids, vdense, vy = rows(60, 1)
+    labels = ["down", "up"]
+    plain, _ = fit_hybrid(ids, dense, y, vids, vdense, vy, labels, [("stats", 1)], dim=1 << 12)
+    head, info = fit_hybrid(ids, dense, y, vids, vdense, vy, labels, [("stats", 1)], dim=1 << 12, aspect=ASPECT)
+    acc = lambda h: (h.logprobs(vids, vdense).argmax(1) == vy).mean()  # noqa: E731
+    assert acc(plain) < 0.7 and acc(head) > 0.95, (acc(plain), acc(head))
+    np.testing.assert_allclose(log_softmax(head.main_logits(vids, vdense)), info["sklearn_val_logprobs"], atol=1e-9)
+    assert head.spec["ngram"]["aspect"] == ASPECT
+
+
+def test_aspect_rows_are_recognised_and_bad_aspect_settings_refused():
+    from gptquant.lm.data import is_aspect_input
+    from gptquant.runtime.hybrid import check_spec
+
+    assert is_aspect_input(["茅台：茅台涨停", "五粮液：白酒股中五粮液领跌"])
+    assert not is_aspect_input(["今天大涨", "公告：公司拟回购"])  # a colon alone is not a term
+    spec = {"kind": "hybrid-ngram-gpt-logreg", "labels": LABELS, "dense": [], "temperature": 1.0,
+            "ngram": {"n_max": 3, "dim": 8, "max_tokens": 16, "aspect": {"sep": 50, "skip": 1, "window": 0}}}
+    with pytest.raises(GptquantError, match="ngram.aspect"):
+        check_spec(spec, "hybrid.json")
+
+
 def _synthetic(n, seed):
     """Token ids whose n-grams and a dense block both carry the label."""
     rng = np.random.default_rng(seed)
@@ -217,3 +286,25 @@ def test_hybrid_trains_exports_and_scores_like_the_checkpoint(hybrid_ckpt, tmp_p
     np.save(coef, arr)
     with pytest.raises(B.BundleError, match="hybrid_ngram_coef.npy: sha256 mismatch"):
         Scorer(tmp_path / "fp32")
+
+
+def test_aspect_rows_train_a_head_that_scores_term_text_in_the_bundle_like_the_checkpoint(tiny_checkpoint, tmp_path):
+    """A table with a term column trains the aspect view (the spec says so, with the bundle tokenizer's
+    separator id), and the torch-free bundle gives the checkpoint's probabilities on "term：text"."""
+    from gptquant.lm import sentiment as S
+    from gptquant.lm.evaluate import predict_probs
+    from gptquant.lm.export import export_bundle
+    from gptquant.runtime.scorer import Scorer
+
+    df = labelled(120, seed=4)
+    df["term"] = [t[:5] for t in df["text"]]  # the company name the article opens with
+    df.to_csv(tmp_path / "aspect.csv", index=False)
+    S.train_sentiment(tiny_checkpoint, tmp_path / "aspect.csv", tmp_path / "model", "hybrid", valid_frac=0.3,
+                      progress=False)
+    aspect = json.loads((tmp_path / "model" / "hybrid.json").read_text())["ngram"]["aspect"]
+    texts = [f"{t[:5]}：{t}" for t in labelled(8, seed=9)["text"]]
+    want, _ = predict_probs(tmp_path / "model", texts)
+    export_bundle(tmp_path / "model", tmp_path / "bundle", int8=False, exporter="torchscript")
+    got = Scorer(tmp_path / "bundle").score(texts)[["sent_neg", "sent_neu", "sent_pos"]].to_numpy()
+    np.testing.assert_allclose(got, want, atol=2e-4)
+    assert aspect["window"] > 0 and aspect["skip"] in (0, 1)

@@ -10,6 +10,7 @@ import pandas as pd
 from ..errors import GptquantError
 
 TEXT_COLUMNS = ("text", "sentence", "content")
+TERM_SEP = "："  # aspect rows are "term：text" (a full-width colon, which normalisation keeps)
 # label sets whose order (negative, neutral, positive) we know; the runtime maps 3 labels by position
 KNOWN_ORDERS = (("negative", "neutral", "positive"), ("neg", "neu", "pos"), ("利空", "中性", "利好"),
                 ("消极", "中性", "积极"), ("负面", "中性", "正面"), ("down", "flat", "up"), ("0", "1", "2"),
@@ -79,6 +80,17 @@ def order_labels(names, labels=None) -> list[str]:
     return present
 
 
+def is_aspect_input(texts, min_share: float = 0.95) -> bool:
+    """Whether rows are aspect input, "term：text" with the term found again in the text (what a term
+    column makes): true when at least `min_share` of them are."""
+    def aspect(t: str) -> bool:
+        term, sep, rest = t.partition(TERM_SEP)
+        return bool(sep and term and term in rest)
+
+    texts = list(texts)
+    return bool(texts) and sum(map(aspect, texts)) >= min_share * len(texts)
+
+
 def read_labelled(source, text_column=None, label_column=None, term_column=None, labels=None, with_groups=False):
     """(texts, label ids, label names) from a table with a text and a label column. Aspect data: a term
     column makes the input "term：text". A row without text or label is an error naming the row.
@@ -100,7 +112,7 @@ def read_labelled(source, text_column=None, label_column=None, term_column=None,
         raw.append(str(lab).strip())
     groups = texts
     if term_column is not None:
-        texts = [f"{term}：{t}" for term, t in zip(df[term_column].astype(str), texts)]
+        texts = [f"{term}{TERM_SEP}{t}" for term, t in zip(df[term_column].astype(str), texts)]
     labels = order_labels(raw, labels)
     if len(labels) < 2:
         raise GptquantError(f"{name}: need at least 2 labels, found {labels}")

@@ -26,19 +26,20 @@ NB_C = (0.1, 0.3, 1.0)
 NB_W = (0.0, 0.5, 1.0, 2.0)  # the NB-LR view's weight beside stage 2; 0 leaves it out
 NB_ALPHA = 1.0  # add-one smoothing of the naive-Bayes counts
 FOLDS = 5
+ASPECT_WINDOW = 12  # tokens either side of the term in "term：text" rows (CFSC, 5 folds: 6 < 12)
 
 
-def _idf(id_lists, dim: int) -> np.ndarray:
+def _idf(id_lists, dim: int, aspect=None) -> np.ndarray:
     """Smoothed idf over the training texts (sklearn's: ln((1 + n) / (1 + df)) + 1)."""
-    _, cols, _ = ngram_matrix(id_lists, N_MAX, dim)
+    _, cols, _ = ngram_matrix(id_lists, N_MAX, dim, aspect=aspect)
     df = np.bincount(cols, minlength=dim).astype(np.float64)  # buckets are unique within a row
     return np.log((1.0 + len(id_lists)) / (1.0 + df)) + 1.0
 
 
-def _sparse(id_lists, dim: int, idf: np.ndarray):
+def _sparse(id_lists, dim: int, idf: np.ndarray, aspect=None):
     from scipy.sparse import csr_matrix
 
-    rows, cols, vals = ngram_matrix(id_lists, N_MAX, dim, idf)
+    rows, cols, vals = ngram_matrix(id_lists, N_MAX, dim, idf, aspect)
     return csr_matrix((vals, (rows, cols)), shape=(len(id_lists), dim))
 
 
@@ -125,9 +126,10 @@ def _arrays(mu, sd, idf, coef, intercept, pw, pb, w, dim, k, nb=None) -> dict:
 
 
 def fit_hybrid(train_ids, train_dense, y_train, val_ids, val_dense, y_val, labels, dense_names, *,
-               max_tokens: int = 256, seed: int = 0, dim: int = DIM, log=None):
+               max_tokens: int = 256, seed: int = 0, dim: int = DIM, aspect: dict | None = None, log=None):
     """(HybridHead, report). `*_dense` are [n, width] GPT features made of the blocks `dense_names`
-    [(name, width)]; token id lists are cut to `max_tokens` like the runtime's."""
+    [(name, width)]; token id lists are cut to `max_tokens` like the runtime's. `aspect`: the n-gram
+    settings for "term：text" rows (aspect_settings), stored in the spec."""
     k = len(labels)
     say = log or (lambda s: None)
     f1 = lambda y, logits: M.classification_report(y, np.exp(M.log_softmax(logits)), labels)["macro_f1"]  # noqa: E731
@@ -148,8 +150,8 @@ def fit_hybrid(train_ids, train_dense, y_train, val_ids, val_dense, y_val, label
     pw, pb = _coef(probe, k)
     gt = _crossfit(zt, y_train, probe_C, k, seed)
     gv = M.log_softmax(zv @ pw.T + pb)
-    idf = _idf(train_ids, dim)
-    xt, xv = _sparse(train_ids, dim, idf), _sparse(val_ids, dim, idf)
+    idf = _idf(train_ids, dim, aspect)
+    xt, xv = _sparse(train_ids, dim, idf, aspect), _sparse(val_ids, dim, idf, aspect)
     fits = []
 
     def fit(C, w):
@@ -184,7 +186,8 @@ def fit_hybrid(train_ids, train_dense, y_train, val_ids, val_dense, y_val, label
         say(f"hybrid + NB-LR weight {nb_w}: validation macro-F1 {mixes[-1][0]:.4f}")
     nb_w = -max(mixes)[1]
 
-    spec = {"kind": KIND, "labels": list(labels), "ngram": {"n_max": N_MAX, "dim": dim, "max_tokens": int(max_tokens)},
+    ngram = {"n_max": N_MAX, "dim": dim, "max_tokens": int(max_tokens), **({"aspect": aspect} if aspect else {})}
+    spec = {"kind": KIND, "labels": list(labels), "ngram": ngram,
             "dense": [[n, int(wd)] for n, wd in dense_names], "probe_C": probe_C, "C": C, "gpt_weight": w,
             "temperature": 1.0}
     if nb_w:
@@ -212,8 +215,8 @@ def refit_hybrid(head: HybridHead, ids, dense, y, *, seed: int = 0) -> HybridHea
     pw, pb = _coef(_logreg(spec["probe_C"], seed).fit(zt, y), k)
     w = spec["gpt_weight"]
     gt = _crossfit(zt, y, spec["probe_C"], k, seed) if w else None
-    idf = _idf(ids, dim)
-    xt = _sparse(ids, dim, idf)
+    idf = _idf(ids, dim, head.aspect)
+    xt = _sparse(ids, dim, idf, head.aspect)
     coef, intercept = _coef(_logreg(spec["C"], seed).fit(_design(xt, gt, w), y), k)
     nb = fit_nb(_presence(xt), y, k, spec["nb"]["C"], seed) if spec.get("nb") else None
     spec["refit_rows"] = len(y)
@@ -261,18 +264,39 @@ def dense_of(head: HybridHead, blocks: dict, n: int) -> np.ndarray:
     return head.dense_matrix(blocks, n)
 
 
+def aspect_settings(ckpt, texts) -> dict | None:
+    """The n-gram settings of the aspect view (runtime.hybrid.aspect_parts) when the rows are "term：text"
+    input (lm.data.is_aspect_input), else None: the separator's token id, the special tokens before the
+    term, and the window either side of it."""
+    from .data import TERM_SEP, is_aspect_input
+
+    if not is_aspect_input(texts):
+        return None
+    sep = ckpt.tokenizer.encode(TERM_SEP, add_special_tokens=False).ids
+    if len(sep) != 1:  # a tokenizer that splits the separator: no aspect view
+        return None
+    policy = ckpt.policy
+    skip = int(policy.add_bos and policy.bos_id is not None)
+    return {"sep": int(sep[0]), "skip": skip, "window": ASPECT_WINDOW}
+
+
 def train_hybrid(ckpt, tr_texts, tr_y, val_texts, val_y, labels, out_dir, *, max_tokens: int = 256, seed: int = 0,
                  refit: bool = True, progress: bool = False, log=None):
     """Fit the hybrid head on the frozen LM's features and write its files into `out_dir` (with `refit`,
-    the chosen settings fitted again on training + validation rows). Returns (head, fit report,
-    validation logits): the report's figures and the logits are the validated fit's."""
+    the chosen settings fitted again on training + validation rows; "term：text" rows get the aspect
+    view). Returns (head, fit report, validation logits): the report's figures and the logits are the
+    validated fit's."""
     names = dense_names(int(ckpt.config["n_embd"]))
     ids_t, bt = gpt_features(ckpt, tr_texts, max_tokens, progress=progress)
     ids_v, bv = gpt_features(ckpt, val_texts, max_tokens, progress=progress)
     cols = [n for n, _ in names]
     dt, dv = np.hstack([bt[c] for c in cols]), np.hstack([bv[c] for c in cols])
+    aspect = aspect_settings(ckpt, list(tr_texts) + list(val_texts))
+    if log and aspect:
+        log(f"hybrid: rows are term：text input; n-grams of the term-masked text and of {ASPECT_WINDOW} tokens "
+            "either side of the term")
     head, info = fit_hybrid(ids_t, dt, np.asarray(tr_y), ids_v, dv, np.asarray(val_y), labels, names,
-                            max_tokens=max_tokens, seed=seed, log=log)
+                            max_tokens=max_tokens, seed=seed, aspect=aspect, log=log)
     info.pop("sklearn_val_logprobs")
     val_logits = info.pop("val_logits")
     final = refit_hybrid(head, ids_t + ids_v, np.vstack([dt, dv]), np.concatenate([tr_y, val_y]), seed=seed) \

@@ -8,7 +8,8 @@ and last hidden state, LM statistics) gives k log-probs (cross-fitted at trainin
 regression does not over-trust them), weighted beside the n-grams. An optional second view of the same
 n-grams, NB-LR (Wang & Manning 2012: one-vs-rest logistic regressions on n-gram presence scaled by
 naive-Bayes log-count ratios), is added to the first view's class log-probs with a weight chosen on
-validation; it is stored folded, as [k, dim] coefficients on presence. Training (gptquant.lm.hybrid) and
+validation; it is stored folded, as [k, dim] coefficients on presence. Aspect rows ("term：text") read
+the n-grams of the term-masked text and of windows around the term instead (aspect_parts). Training (gptquant.lm.hybrid) and
 scoring (here) share `ngram_rows`, so both see the same features. Weights travel in the bundle as .npy
 files (allow_pickle=False) hashed in the manifest, plus a JSON spec: no pickle, no torch, no
 scikit-learn at scoring time.
@@ -31,20 +32,59 @@ NB_ARRAYS = ("nb_coef", "nb_intercept")  # present when the spec has "nb"
 HYBRID_STATS = ("nll_mean", "nll_std", "ppl", "entropy_mean", "fast_detect")
 _PRIME = 2147483647  # 2**31 - 1: keeps h * _MULT + id inside int64
 _MULT = 1000003
+ASPECT_MARK = -2  # the term inside an aspect input's text (token ids are >= 0)
+ASPECT_SALT = 7919  # n-grams of the windows around the term hash apart from the text's own
 
 
-def ngram_rows(ids, n_max: int, dim: int) -> tuple[np.ndarray, np.ndarray]:
-    """Hashed 1..n_max-grams of one token-id sequence: (unique buckets, counts)."""
-    arr = np.asarray(ids, dtype=np.int64)
+def _hashed(arr: np.ndarray, n_max: int, salt: int) -> list[np.ndarray]:
+    """Hashes of the 1..n_max-grams of one sequence; a salt keeps a second namespace apart."""
     parts = []
     for n in range(1, n_max + 1):
         m = len(arr) - n + 1
         if m <= 0:
             break
-        h = np.full(m, n, dtype=np.int64)
+        h = np.full(m, n + salt, dtype=np.int64)
         for k in range(n):
             h = (h * _MULT + arr[k: k + m] + 1) % _PRIME
-        parts.append(h % dim)
+        parts.append(h)
+    return parts
+
+
+def aspect_parts(ids, aspect: dict) -> tuple[np.ndarray, list[np.ndarray]]:
+    """For "term：text" input: (the text with every occurrence of the term replaced by one mark, the
+    `window` tokens either side of each mark). Why: the label is about the term, and one sentence often
+    names several; the text's own n-grams are the same for all of them, the ones beside the term are not,
+    and with the term masked they carry over to terms never seen ("MARK 涨停"). Input without a term
+    (no separator, or a term that does not occur again) gives (ids, [])."""
+    arr = np.asarray(ids, dtype=np.int64)
+    skip, sep, window = int(aspect["skip"]), int(aspect["sep"]), int(aspect["window"])
+    cut = np.flatnonzero(arr[skip:] == sep)
+    if not len(cut) or cut[0] == 0:
+        return arr, []
+    term, text = arr[skip: skip + cut[0]], arr[skip + cut[0] + 1:]
+    n, pieces, at = len(term), [], 0
+    if len(text) >= n:
+        hits = np.flatnonzero((np.lib.stride_tricks.sliding_window_view(text, n) == term).all(1))
+        for h in hits:
+            if h >= at:  # occurrences do not overlap
+                pieces += [text[at:h], np.array([ASPECT_MARK])]
+                at = h + n
+    if not pieces:
+        return arr, []
+    masked = np.concatenate(pieces + [text[at:]])
+    marks = np.flatnonzero(masked == ASPECT_MARK)
+    return masked, [masked[max(0, m - window): m + window + 1] for m in marks]
+
+
+def ngram_rows(ids, n_max: int, dim: int, aspect: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Hashed 1..n_max-grams of one token-id sequence: (unique buckets, counts). With `aspect` (the
+    spec's settings for "term：text" input), the n-grams of the term-masked text and, in their own
+    namespace, those of the windows around the term (aspect_parts)."""
+    seqs = [(np.asarray(ids, dtype=np.int64), 0)]
+    if aspect:
+        masked, windows = aspect_parts(ids, aspect)
+        seqs = [(masked, 0)] + [(w, ASPECT_SALT) for w in windows]
+    parts = [h % dim for arr, salt in seqs for h in _hashed(arr, n_max, salt)]
     if not parts:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
     buckets, counts = np.unique(np.concatenate(parts), return_counts=True)
@@ -58,11 +98,11 @@ def ngram_values(counts: np.ndarray, idf: np.ndarray, buckets: np.ndarray) -> np
     return v / norm if norm > 0 else v
 
 
-def ngram_matrix(id_lists, n_max: int, dim: int, idf: np.ndarray | None = None):
+def ngram_matrix(id_lists, n_max: int, dim: int, idf: np.ndarray | None = None, aspect: dict | None = None):
     """(rows, cols, values) of the n-gram block for many texts; values are raw counts when idf is None."""
     rows, cols, vals = [np.zeros(0, dtype=np.int64)], [np.zeros(0, dtype=np.int64)], [np.zeros(0)]
     for r, ids in enumerate(id_lists):
-        b, c = ngram_rows(ids, n_max, dim)
+        b, c = ngram_rows(ids, n_max, dim, aspect)
         rows.append(np.full(len(b), r, dtype=np.int64))
         cols.append(b)
         vals.append(c if idf is None else ngram_values(c, idf, b))
@@ -87,6 +127,7 @@ class HybridHead:
         self.labels = list(spec["labels"])
         self.n_max, self.dim = int(spec["ngram"]["n_max"]), int(spec["ngram"]["dim"])
         self.max_tokens = int(spec["ngram"]["max_tokens"])
+        self.aspect = spec["ngram"].get("aspect")
         self.dense = [(str(n), int(w)) for n, w in spec["dense"]]
         self.temperature = float(spec["temperature"])
 
@@ -126,7 +167,7 @@ class HybridHead:
         extra = np.tile(a["nb_intercept"], (len(id_lists), 1)) if nb else None
         coef = a["ngram_coef"]
         for r, ids in enumerate(id_lists):
-            b, c = ngram_rows(np.asarray(ids)[: self.max_tokens], self.n_max, self.dim)
+            b, c = ngram_rows(np.asarray(ids)[: self.max_tokens], self.n_max, self.dim, self.aspect)
             out[r] += coef[:, b] @ ngram_values(c, a["ngram_idf"], b)
             if nb:
                 extra[r] += a["nb_coef"][:, b].sum(1)
@@ -193,6 +234,11 @@ def check_spec(spec, where) -> dict:
     ng = spec.get("ngram")
     if not isinstance(ng, dict) or not all(isinstance(ng.get(k), int) and ng[k] > 0 for k in ("n_max", "dim", "max_tokens")):
         raise GptquantError(f"{where}: 'ngram' must hold positive integers n_max, dim, max_tokens")
+    aspect = ng.get("aspect")
+    if aspect is not None and not (isinstance(aspect, dict) and all(
+            isinstance(aspect.get(k), int) and not isinstance(aspect.get(k), bool) and aspect[k] >= lo
+            for k, lo in (("sep", 0), ("skip", 0), ("window", 1)))):
+        raise GptquantError(f"{where}: 'ngram.aspect' must hold integers sep >= 0, skip >= 0, window >= 1")
     dense = spec.get("dense")
     if not isinstance(dense, list) or not all(isinstance(d, list) and len(d) == 2 and isinstance(d[0], str)
                                               and isinstance(d[1], int) and d[1] > 0 for d in dense):
