@@ -288,7 +288,8 @@ def test_hybrid_trains_exports_and_scores_like_the_checkpoint(hybrid_ckpt, tmp_p
         Scorer(tmp_path / "fp32")
 
 
-def test_aspect_rows_train_a_head_that_scores_term_text_in_the_bundle_like_the_checkpoint(tiny_checkpoint, tmp_path):
+def test_aspect_rows_train_a_head_that_scores_term_text_in_the_bundle_like_the_checkpoint(tiny_checkpoint, tmp_path,
+                                                                                         capsys):
     """A table with a term column trains the aspect view (the spec says so, with the bundle tokenizer's
     separator id), and the torch-free bundle gives the checkpoint's probabilities on "term：text"."""
     from gptquant.lm import sentiment as S
@@ -304,7 +305,12 @@ def test_aspect_rows_train_a_head_that_scores_term_text_in_the_bundle_like_the_c
     aspect = json.loads((tmp_path / "model" / "hybrid.json").read_text())["ngram"]["aspect"]
     texts = [f"{t[:5]}：{t}" for t in labelled(8, seed=9)["text"]]
     want, _ = predict_probs(tmp_path / "model", texts)
-    export_bundle(tmp_path / "model", tmp_path / "bundle", int8=False, exporter="torchscript")
+    manifest = export_bundle(tmp_path / "model", tmp_path / "bundle", int8=False, exporter="torchscript")
+    assert manifest["heads"]["sentiment"]["input"] == "term：text"  # model info tells the user the input form
     got = Scorer(tmp_path / "bundle").score(texts)[["sent_neg", "sent_neu", "sent_pos"]].to_numpy()
     np.testing.assert_allclose(got, want, atol=2e-4)
     assert aspect["window"] > 0 and aspect["skip"] in (0, 1)
+    from gptquant.cli import main
+
+    assert main(["model", "info", str(tmp_path / "bundle")]) == 0
+    assert "input      term：text" in capsys.readouterr().out

@@ -288,6 +288,8 @@ def export_bundle(model_dir, out_dir, int8: bool = False, max_length: int = DEFA
 
             manifest["labels"] = list(hybrid.labels)
             heads["sentiment"]["files"] = bundle_files(model_dir, tmp)
+            if hybrid.aspect:  # trained on aspect rows: its features expect what they were fitted on
+                heads["sentiment"]["input"] = "term：text"
         if heads:
             manifest["heads"] = heads
         manifest = B.write_manifest(tmp, manifest)

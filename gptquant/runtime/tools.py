@@ -50,6 +50,8 @@ def info(bundle_dir) -> str:
             how = ("token n-grams + GPT features (numpy, files " + ", ".join(sent.get("files") or []) + ")"
                    if sent.get("method") == "hybrid" else "in the graph (sent_logprob)")
             lines.append(f"sentiment  {sent.get('method', '?')} head: {how}{f1}")
+            if sent.get("input"):
+                lines.append(f"input      {sent['input']} (an aspect head: score each text with the company it is about first)")
         det = m["heads"].get("detector") if isinstance(m["heads"], dict) else None
         if isinstance(det, dict):
             test = det.get("test") if isinstance(det.get("test"), dict) else {}
