@@ -33,8 +33,8 @@ class Baseline:
         vocab = self.vectorizer.vocabulary_
         terms = sorted(vocab, key=vocab.get)
         return {"kind": "tfidf-char-logreg", "ngram_range": list(NGRAMS), "labels": self.labels, "C": self.C,
-                "sublinear_tf": bool(self.vectorizer.sublinear_tf), "terms": terms, "idf": self.vectorizer.idf_.tolist(), "coef": self.coef.tolist(),
-                "intercept": self.intercept.tolist()}
+                "sublinear_tf": bool(self.vectorizer.sublinear_tf), "terms": terms, "idf": self.vectorizer.idf_.tolist(),
+                "coef": self.coef.tolist(), "intercept": self.intercept.tolist()}
 
     def save(self, path) -> None:
         atomic_write_text(path, json.dumps(self.to_dict(), ensure_ascii=False))
@@ -59,8 +59,8 @@ def _vectorizer(sublinear_tf: bool = True, **kw):
 
 
 def train_baseline(texts, y, labels: list[str], val_texts=None, val_y=None, seed: int = 0) -> Baseline:
-    """Fit on the training split; C, the class weighting and the term weighting are chosen by validation macro-F1 when a
-    validation split is given, so every head is reported beside the strongest simple baseline."""
+    """Fit on the training split; C, the class weighting and the term weighting are chosen by validation
+    macro-F1 when a validation split is given, so every head is reported beside the strongest simple baseline."""
     from sklearn.linear_model import LogisticRegression
 
     from .metrics import classification_report

@@ -260,10 +260,6 @@ def dense_names(hidden: int) -> list[tuple[str, int]]:
     return [("stats", len(HYBRID_STATS)), ("pooled", hidden), ("last_hidden", hidden)]
 
 
-def dense_of(head: HybridHead, blocks: dict, n: int) -> np.ndarray:
-    return head.dense_matrix(blocks, n)
-
-
 def aspect_settings(ckpt, texts) -> dict | None:
     """The n-gram settings of the aspect view (runtime.hybrid.aspect_parts) when the rows are "term：text"
     input (lm.data.is_aspect_input), else None: the separator's token id, the special tokens before the

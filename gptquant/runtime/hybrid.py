@@ -1,18 +1,17 @@
-"""The hybrid sentiment head, numpy only: one calibrated logistic regression over hashed token n-grams
-(TF-IDF weighted, L2-normalised) and the class log-probs of a GPT probe of the same pass.
+"""The hybrid sentiment head, numpy only: one calibrated logistic regression over hashed token n-grams (TF-IDF
+weighted, L2-normalised) and the class log-probs of a GPT probe of the same pass.
 
-Why: on short Chinese posts a 4-layer GPT alone loses to character TF-IDF; the BERT-style vocabulary
-splits Chinese per character, so token-id n-grams carry what TF-IDF carries and the GPT block adds what
-the model knows on top. The GPT block is stacked: a logistic probe on standardised GPT features (pooled
-and last hidden state, LM statistics) gives k log-probs (cross-fitted at training, so the outer
-regression does not over-trust them), weighted beside the n-grams. An optional second view of the same
-n-grams, NB-LR (Wang & Manning 2012: one-vs-rest logistic regressions on n-gram presence scaled by
-naive-Bayes log-count ratios), is added to the first view's class log-probs with a weight chosen on
-validation; it is stored folded, as [k, dim] coefficients on presence. Aspect rows ("term：text") read
-the n-grams of the term-masked text and of windows around the term instead (aspect_parts). Training (gptquant.lm.hybrid) and
-scoring (here) share `ngram_rows`, so both see the same features. Weights travel in the bundle as .npy
-files (allow_pickle=False) hashed in the manifest, plus a JSON spec: no pickle, no torch, no
-scikit-learn at scoring time.
+Why: on short Chinese posts a 4-layer GPT alone loses to character TF-IDF; the BERT-style vocabulary splits
+Chinese per character, so token-id n-grams carry what TF-IDF carries and the GPT block adds what the model
+knows on top. The GPT block is stacked: a logistic probe on standardised GPT features (pooled and last hidden
+state, LM statistics) gives k log-probs (cross-fitted at training, so the outer regression does not over-trust
+them), weighted beside the n-grams. An optional second view of the same n-grams, NB-LR (Wang & Manning 2012:
+one-vs-rest logistic regressions on n-gram presence scaled by naive-Bayes log-count ratios), is added to the
+first view's class log-probs with a weight chosen on validation; it is stored folded, as [k, dim] coefficients
+on presence. Aspect rows ("term：text") read the n-grams of the term-masked text and of windows around the term
+instead (aspect_parts). Training (gptquant.lm.hybrid) and scoring (here) share `ngram_rows`, so both see the
+same features. Weights travel in the bundle as .npy files (allow_pickle=False) hashed in the manifest, plus a
+JSON spec: no pickle, no torch, no scikit-learn at scoring time.
 """
 from __future__ import annotations
 
